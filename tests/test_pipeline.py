@@ -1,0 +1,77 @@
+"The papermill runner and the CLI, end to end in subprocesses, on small notebooks made here."
+import json, subprocess, sys, shlex
+from pathlib import Path
+import nbformat, pytest
+from magicagent.pipeline import load_profile, launch_command, sbatch_script, run_pipeline, NotebookFailed, config_path
+
+def nb(path, code, params="x = 1\nout = 'none'"):
+    n = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    p = nbformat.v4.new_code_cell(params); p.metadata["tags"] = ["parameters"]
+    n.cells = [nbformat.v4.new_markdown_cell("# t"), p, nbformat.v4.new_code_cell(code)]
+    nbformat.write(n, path)
+
+def cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "magicagent.pipeline", *args], capture_output=True, text=True, cwd=cwd)
+
+@pytest.fixture
+def project(tmp_path):
+    (tmp_path / "nbs").mkdir()
+    (tmp_path / "settings.ini").write_text("[DEFAULT]\nx = 1\n[smoke]\nx = 2\n[cpu]\nx = 3\n")
+    nb(tmp_path / "nbs/00_core.ipynb", "from pathlib import Path\nPath(out).write_text(str(x)) if out != 'none' else None")
+    nb(tmp_path / "nbs/10_second.ipynb", "y = x * 2")
+    return tmp_path
+
+def test_run_skip_and_params(project):
+    out = project / "x.txt"
+    r = cli("run", "--profile", "cpu", "--nbs", str(project / "nbs"), "-p", f"out={out}")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {"00_core": "ran", "10_second": "ran"}
+    assert out.read_text() == "3"                                    # the profile's value reached the notebook
+    runs = project / "papermill_runs/cpu"
+    assert (runs / "00_core.ipynb").exists() and (runs / "10_second.ipynb").exists()
+    r = cli("run", "--profile", "cpu", "--nbs", str(project / "nbs"), "-p", f"out={out}")
+    assert json.loads(r.stdout) == {"00_core": "skipped", "10_second": "skipped"}
+    r = cli("run", "--profile", "cpu", "--nbs", str(project / "nbs"), "-p", f"out={out}", "-p", "x=41")
+    assert json.loads(r.stdout) == {"00_core": "ran", "10_second": "ran"} and out.read_text() == "41"
+    r = cli("run", "--profile", "cpu", "--nbs", str(project / "nbs"), "-p", f"out={out}", "-p", "x=41", "--force", "--only", "10")
+    assert json.loads(r.stdout) == {"10_second": "ran"}
+
+def test_failure_names_notebook_and_cell(project):
+    nb(project / "nbs/20_broken.ipynb", "raise ValueError('bad input on purpose')")
+    nb(project / "nbs/30_after.ipynb", "z = 1")
+    r = cli("run", "--profile", "smoke", "--nbs", str(project / "nbs"))
+    assert r.returncode == 1
+    assert "20_broken.ipynb failed in cell 2" in r.stderr and "ValueError: bad input on purpose" in r.stderr
+    runs = project / "papermill_runs/smoke"
+    assert (runs / "00_core.ipynb").exists() and (runs / "10_second.ipynb").exists()   # earlier results kept
+    assert (runs / "20_broken.failed.ipynb").exists() and not (runs / "30_after.ipynb").exists()
+
+def test_help_and_unknown():
+    assert cli("--help").returncode == 0
+    r = cli("nonsense"); assert r.returncode == 2 and "unknown command" in r.stderr
+    r = cli("profiles", "full"); assert json.loads(r.stdout)["num_gpus"] == 32
+
+def test_full_profile_table8():
+    full = load_profile("full")
+    assert (full["model"], full["moe_model"]) == ("Qwen/Qwen3-32B", "Qwen/Qwen3-30B-A3B")
+    assert (full["sft_lr"], full["grpo_lr"], full["sft_batch_size"], full["grpo_batch_size"]) == (1e-5, 1e-6, 4, 1)
+    assert (full["grpo_num_generations"], full["temperature"], full["top_p"], full["top_k"]) == (8, 0.9, 0.96, 20)
+    assert (full["weight_decay"], full["adam_beta1"], full["adam_beta2"], full["lr_scheduler"]) == (0.01, 0.9, 0.95, "cosine")
+    assert (full["max_prompt_length"], full["max_new_tokens"], full["num_gpus"], full["num_nodes"]) == (20480, 2048, 32, 4)
+    assert (full["moe_aux_loss_coeff"], full["moe_z_loss_coeff"]) == (1e-4, 5e-4)
+
+def test_launch_command_and_configs():
+    full = load_profile("full")
+    cmd = launch_command("sft", full)
+    assert cmd[:2] == ["accelerate", "launch"]
+    kv = dict(zip(cmd[2::1], cmd[3::1]))
+    assert kv["--num_processes"] == "32" and kv["--num_machines"] == "4" and kv["--mixed_precision"] == "bf16"
+    ds = json.loads(Path(kv["--deepspeed_config_file"]).read_text())
+    assert ds["zero_optimization"]["stage"] == 3 and ds["bf16"]["enabled"] == "auto"
+    assert cmd[-5:] == ["-m", "magicagent.pipeline", "sft", "--profile", "full"]
+    assert json.loads(config_path("zero2").read_text())["zero_optimization"]["stage"] == 2
+    one = launch_command("grpo", {**load_profile("gpu"), "num_gpus": 2})
+    assert "--multi_gpu" in one and "--use_deepspeed" not in one
+    s = sbatch_script("sft", full)
+    assert "#SBATCH --nodes=4" in s and "#SBATCH --gpus-per-node=8" in s and "accelerate launch" in s
+    with pytest.raises(ValueError, match="unknown stage"): launch_command("pretrain", full)
