@@ -24,11 +24,15 @@ pytest:
 nbtest:
 	nbdev-test --n-workers 2
 
+readme:
+	magicagent readme
+
 export-check:
 	nbdev-export
-	@git diff --quiet -- magicagent && test -z "$$(git status --porcelain -- magicagent)" \
-	  || { git status --short -- magicagent; echo "nbdev-export changed magicagent/: the library is out of sync with nbs/"; exit 1; }
-	@echo "nbdev-export: library in sync with the notebooks"
+	magicagent readme
+	@git diff --quiet -- magicagent README.md && test -z "$$(git status --porcelain -- magicagent README.md)" \
+	  || { git status --short -- magicagent README.md; echo "nbdev-export changed magicagent/ or README.md: out of sync with nbs/"; exit 1; }
+	@echo "nbdev-export: library and README in sync with the notebooks"
 
 test: install
 	$(MAKE) export-check
