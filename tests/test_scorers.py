@@ -267,3 +267,23 @@ def test_cli_subprocess_and_errors(tmp_path):
     (tmp_path / "np.json").write_text(json.dumps({"x": {"golden_plan": "Monday, 9:00 - 9:30"}}))
     p = run("naturalplan", "--task", "calendar", "--data", str(tmp_path / "np.json"))
     assert p.returncode == 2 and "example 'x'" in p.stderr and "pred_5shot_pro" in p.stderr
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 6), st.integers(1, 6), st.integers(0, 10_000), st.integers(2, 8))
+def test_matching_fast_path_equals_blossom(n_pred, n_gold, seed, dim):
+    vecs = np.random.default_rng(seed).normal(size=(n_pred + n_gold, dim)).astype(np.float32)
+    class Given:
+        def encode(self, texts, **kw): return vecs[[int(t[1:]) for t in texts]]
+    pred, gold = [f"t{i}" for i in range(n_pred)], [f"t{n_pred + j}" for j in range(n_gold)]
+    e = R.TextEmbedder(Given())
+    sim = np.maximum(e.similarity(pred, gold), 0).astype(np.float64)
+    G = __import__("networkx").Graph()
+    for i in range(n_pred):
+        for j in range(n_gold):
+            if sim[i, j] > 0.6: G.add_edge(i, str(j), weight=sim[i, j])
+    ref = {i: -1 for i in range(n_pred)}
+    for a, b in __import__("networkx").max_weight_matching(G):
+        if isinstance(a, int): ref[a] = int(b)
+        else: ref[b] = int(a)
+    assert R.match_nodes(pred, gold, e) == ref
