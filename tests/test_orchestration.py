@@ -1,6 +1,6 @@
 """Orchestration synthesis: 5,000 workflows checked by an independent WorfBench-rule parser and an independent
 graph checker (Kahn's algorithm, no networkx), determinism across workers, the CLI and bad options."""
-import json, re, subprocess, sys
+import json, os, re, subprocess, sys
 import pytest
 from hypothesis import given, settings, strategies as st
 
@@ -138,14 +138,15 @@ def test_options_and_errors():
     y = O.make_sample(3, 0, source="tool_use", difficulty=5)
     assert y.meta["distractors"] == 10 and y.id == "orchestration-tool_use-000003"
 
-def _cli(args, cwd):
+def _cli(args, cwd, hashseed="0"):
+    env = dict(os.environ, PYTHONHASHSEED=hashseed)  # output must not depend on string hashing either
     return subprocess.run([sys.executable, "-m", "magicagent.pipeline", "synth", "--task", "orchestration", *args, "--no-progress"],
-                          cwd=cwd, capture_output=True, text=True, timeout=600)
+                          cwd=cwd, capture_output=True, text=True, timeout=600, env=env)
 
 def test_cli_deterministic_across_workers(tmp_path):
     outs = []
     for w in (1, 2):
-        r = _cli(["--n", "300", "--seed", "11", "--out", str(tmp_path / f"w{w}"), "--workers", str(w)], tmp_path)
+        r = _cli(["--n", "300", "--seed", "11", "--out", str(tmp_path / f"w{w}"), "--workers", str(w)], tmp_path, hashseed=str(w * 17))
         assert r.returncode == 0, r.stderr[-2000:]
         outs.append((tmp_path / f"w{w}" / "orchestration.jsonl").read_bytes())
     assert outs[0] == outs[1]

@@ -2,7 +2,7 @@
 solution counter, NaturalPlan read-back by the official parsing rules, determinism across workers, the CLI,
 and `verify_schedule` fuzzing. The checkers here re-implement the rules from the instance alone; they do
 not call the generator's solvers or `verify_schedule`."""
-import datetime, itertools, json, re, subprocess, sys
+import datetime, itertools, json, os, re, subprocess, sys
 from pathlib import Path
 import pytest
 from hypothesis import given, settings, strategies as st, HealthCheck
@@ -297,13 +297,14 @@ def test_mixed_subtasks_cycle_with_index():
     xs = [S.make_sample(i, 3) for i in range(6) if True]
     assert [x.subtask for x in xs] == ["trip", "meeting", "calendar"] * 2
 
-def _run_cli(args, cwd):
-    return subprocess.run([sys.executable, "-m", "magicagent.pipeline", "synth", *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+def _run_cli(args, cwd, hashseed="0"):
+    env = dict(os.environ, PYTHONHASHSEED=hashseed)  # output must not depend on string hashing either
+    return subprocess.run([sys.executable, "-m", "magicagent.pipeline", "synth", *args], cwd=cwd, capture_output=True, text=True, timeout=600, env=env)
 
 def test_cli_deterministic_across_workers(tmp_path):
     outs = []
     for w in (1, 2):
-        r = _run_cli(["--task", "scheduling", "--n", "150", "--seed", "7", "--out", str(tmp_path / f"w{w}"), "--workers", str(w), "--no-progress"], tmp_path)
+        r = _run_cli(["--task", "scheduling", "--n", "150", "--seed", "7", "--out", str(tmp_path / f"w{w}"), "--workers", str(w), "--no-progress"], tmp_path, hashseed=str(w * 17))
         assert r.returncode == 0, r.stderr[-2000:]
         outs.append((tmp_path / f"w{w}" / "scheduling.jsonl").read_bytes())
     assert outs[0] == outs[1]
