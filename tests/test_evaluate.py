@@ -1,0 +1,122 @@
+"Held-out split (disjoint seeds, overlap audit), scoring and the `magicagent evaluate` CLI."
+import json, random, subprocess, sys, warnings
+from pathlib import Path
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from magicagent import evaluate as ev
+from magicagent.core import read_jsonl, write_jsonl
+from magicagent.synth.base import synthesize, simhash, hamming, iter_samples
+
+TASKS = ("scheduling", "orchestration")
+
+
+@pytest.fixture(scope="module")
+def split(tmp_path_factory):
+    d = tmp_path_factory.mktemp("run")
+    train, test = d / "synth", d / "synth" / "heldout"
+    for t in TASKS: synthesize(t, 12, train, seed=0, progress=False)
+    m = ev.make_heldout(test, 6, seed=0, train_dir=train, tasks=TASKS, progress=False)
+    return train, test, m
+
+
+def _recs(d): return [r for f in sorted(Path(d).glob("*.jsonl")) for r in read_jsonl(f, as_sample=True)]
+
+
+def test_split_is_disjoint_and_complete(split):
+    train, test, m = split
+    tr, te = _recs(train), _recs(test)
+    assert {t: m["tasks"][t]["accepted"] for t in TASKS} == {t: 6 for t in TASKS}
+    assert len(te) == 12 and all(s.id.startswith("heldout-") and s.meta["split"] == "heldout" for s in te)
+    rep = ev.overlap_report(tr, te)
+    assert rep == {"train": 24, "test": 12, "id_overlap": 0, "near_duplicate": 0}
+    # brute force, independent of both the index and the vectorised audit
+    assert all(hamming(simhash(ev.prompt_text(a)), simhash(ev.prompt_text(b))) > 3 for a in tr for b in te)
+    assert m["heldout_seed"] == ev.heldout_seed(0) != 0
+
+
+def test_split_is_deterministic(split, tmp_path):
+    train, test, _ = split
+    ev.make_heldout(tmp_path, 6, seed=0, train_dir=train, tasks=TASKS, progress=False)
+    for t in TASKS: assert (tmp_path / f"{t}.jsonl").read_bytes() == (test / f"{t}.jsonl").read_bytes()
+
+
+def test_overlap_with_train_is_rejected_and_counted(split, tmp_path):
+    "A training pool that contains a held-out prompt (under another id) makes the split skip and count it."
+    train, test, _ = split
+    leak = list(read_jsonl(test / "orchestration.jsonl", as_sample=True))[:2]
+    for s in leak: s.id = "train-copy-" + s.id
+    pool = tmp_path / "pool"; pool.mkdir()
+    write_jsonl(pool / "orchestration.jsonl", list(read_jsonl(train / "orchestration.jsonl", as_sample=True)) + leak)
+    m = ev.make_heldout(tmp_path / "out", 6, seed=0, train_dir=pool, tasks=("orchestration",), progress=False)
+    assert m["tasks"]["orchestration"]["rejected"].get("near_duplicate_of_train") == 2
+    got = {s.id for s in read_jsonl(tmp_path / "out" / "orchestration.jsonl", as_sample=True)}
+    assert not got & {s.id[len("train-copy-"):] for s in leak} and len(got) == 6
+    # the audit flags the same records when they are evaluated against the leaked pool
+    assert ev.overlap_report(leak, _recs(test))["near_duplicate"] == 2
+
+
+def test_same_seed_stream_is_caught():
+    a = list(iter_samples("orchestration", 4, seed=3, progress=False))
+    r = ev.overlap_report(a, list(iter_samples("orchestration", 4, seed=3, progress=False)))
+    assert r["id_overlap"] == 4 and r["near_duplicate"] == 4
+
+
+def test_unavailable_generator_is_recorded(tmp_path, monkeypatch):
+    import magicagent.synth.base as sb
+    monkeypatch.setitem(sb.GENERATORS, "scheduling", "magicagent.no_such_module")
+    monkeypatch.setattr(ev, "iter_samples", sb.iter_samples)
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        m = ev.make_heldout(tmp_path, 2, tasks=("scheduling",), progress=False)
+    assert "unavailable" in m["tasks"]["scheduling"] and any("scheduling" in str(x.message) for x in w)
+
+
+_words = st.lists(st.sampled_from("plan trip meeting rome paris day one two three book hotel flight".split()), min_size=1, max_size=12)
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(_words.map(" ".join), min_size=1, max_size=15), st.lists(_words.map(" ".join), min_size=1, max_size=15))
+def test_index_matches_brute_force(indexed, queries):
+    idx = ev.NearDuplicateIndex(3)
+    for t in indexed: idx.add(t)
+    for q in queries:
+        brute = any(hamming(simhash(q), simhash(t)) <= 3 for t in indexed)
+        assert idx.near(q) == brute
+
+
+def test_scores_span_gold_to_empty(split):
+    _, test, _ = split
+    te = _recs(test)
+    gold, empty = ev.summarize(ev.score_completions(te, [s.target for s in te])), ev.summarize(ev.score_completions(te, [""] * len(te)))
+    assert all(v["format"] == 1.0 and v["n"] == 6 for v in gold["by_task"].values())
+    assert gold["by_task"]["scheduling"]["content"] == 1.0       # the gold schedule satisfies every constraint
+    assert empty["overall"]["reward"] == 0.0 and empty["overall"]["n"] == 12
+    # the overall mean is the mean of the task means
+    assert gold["overall"]["reward"] == pytest.approx(sum(v["reward"] for v in gold["by_task"].values()) / 2)
+    assert sum(v["n"] for v in gold["by_task_scenario"]["orchestration"].values()) == 6
+    with pytest.raises(ValueError, match="2 samples but 1 completions"): ev.score_completions(te[:2], ["x"])
+
+
+def test_generation_order_is_restored():
+    class Echo:
+        calls = []
+        def generate(self, convs, n=1, **kw):
+            self.calls.append(len(convs)); return [[c[-1]["content"][::-1]] for c in convs]
+    from magicagent.core import Sample
+    ss = [Sample(id=str(i), task="orchestration", messages=[{"role": "user", "content": "x" * (10 - i) + str(i)}]) for i in range(7)]
+    g = Echo()
+    out = ev.generate_completions(g, ss, batch_size=3, progress=False)
+    assert out == [s.messages[-1]["content"][::-1] for s in ss] and g.calls == [3, 3, 1]
+
+
+def test_cli(split, tmp_path):
+    _, test, _ = split
+    cmd = [sys.executable, "-m", "magicagent.pipeline", "evaluate", "--model", "tiny-random", "--data", str(test),
+           "--out", str(tmp_path / "e"), "--limit", "1", "--max-new-tokens", "4", "--no-progress"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    res = json.loads((tmp_path / "e" / "heldout.json").read_text())
+    assert set(res["by_task"]) == set(TASKS) and res["overall"]["n"] == 2 and "| scheduling |" in r.stdout
+    assert len((tmp_path / "e" / "heldout_completions.jsonl").read_text().splitlines()) == 2
+    bad = subprocess.run(cmd[:7] + [str(tmp_path / "missing")] + cmd[8:], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "--data" in bad.stderr and "no such directory" in bad.stderr
