@@ -1,0 +1,105 @@
+"Long-horizon tool execution (§3.5): task construction, episodes, labels, widening, and 10,000 emitted samples."
+import json, random, subprocess, sys
+from collections import Counter
+import pytest
+
+from magicagent.core import validate_sample
+from magicagent.formats import parse_long_horizon
+from magicagent.synth.base import iter_samples, Reject
+from magicagent.synth import long_horizon as lh, tool_planning as tp
+from magicagent.synth.tools import load_catalog
+
+BOX = tp.ToolBox(load_catalog())
+
+def _demo():
+    box = tp.ToolBox(tp.demo_catalog())
+    plans = [{"query": "Find my shipped orders and open the first one.", "reply": "Here it is.",
+              "steps": [{"tool": "search_orders", "arguments": {}, "text": "Find the orders"},
+                        {"tool": "get_order", "arguments": {"order_id": "{{step1.order_id}}"}, "text": "Open the first one"}]},
+             {"query": "Refund order O-12, it broke; is product P-7 in stock?", "reply": "Refund filed.",
+              "steps": [{"tool": "request_refund", "arguments": {"order_id": "O-12", "reason": "it broke"}, "text": "Refund order O-12"},
+                        {"tool": "check_stock", "arguments": {"product_id": "P-7"}, "text": "Check product P-7"}]},
+             {"query": "And the weather tomorrow?", "reply": "Forecast ready.",
+              "steps": [{"tool": "get_weather", "arguments": {"date": "2026-03-03"}, "text": "Get the forecast"}]}]
+    it = iter(json.loads(json.dumps(plans * 10)))
+    return box, lambda rng, catalog=None: next(it)
+
+def test_task_threshold_and_no_repetition():
+    box, sampler = _demo()
+    task = lh.build_task(random.Random(0), box, sampler, difficulty=1)
+    assert len(task["tools"]) >= lh.DIFFICULTY_MIN_TOOLS[1] and len(set(task["tools"])) == len(task["tools"])
+    for a in task["atomic"]: assert a["query"] not in task["request"]          # the request is vague, not the queries glued
+    with pytest.raises(Reject, match="task_too_small"): lh.build_task(random.Random(0), box, _demo()[1], difficulty=3, max_draws=5)
+    with pytest.raises(ValueError, match="difficulty"): lh.build_task(random.Random(0), box, sampler, difficulty=9)
+
+def test_episode_success_failure_and_chaining():
+    box, sampler = _demo()
+    task = lh.build_task(random.Random(0), box, sampler, difficulty=1)
+    ep = lh.run_episode(task, box, task["tools"] + ["get_weather"], seed=3, rng=random.Random(1))
+    assert ep["label"] == "success" and ep["events"][-1]["kind"] == "final" and lh.postprocess(ep, box) == []
+    calls = [e for e in ep["events"] if e.get("kind") == "call"]
+    got = next(e for e in calls if e["name"] == "get_order")
+    assert got["bindings"] and got["arguments"]["order_id"] == got["bindings"][0]["value"]                 # chained from search_orders
+    ask = next(e for e in ep["events"] if e.get("kind") == "clarify")                    # search_orders lacks its status
+    assert ask["for_tool"] == "search_orders" and "status" in ask["arguments"]["content"]
+    answer = ep["events"][ep["events"].index(ask) + 1]
+    assert answer["role"] == "user" and answer["answers"]["status"] in ("open", "shipped", "delivered")
+    short = lh.run_episode(task, box, task["tools"], seed=3, rng=random.Random(1), max_steps=3)
+    assert short["label"] == "failure" and short["failure_reason"] == "step_limit" and short["turns"] == 3
+    spent = lh.run_episode(task, box, task["tools"][:-1], seed=3, rng=random.Random(1))  # all 3 candidates used, a request left
+    assert spent["label"] == "failure" and spent["failure_reason"] == "tools_exhausted"
+    first = task["atomic"][0]["steps"][0]["tool"]
+    missing = lh.run_episode(task, box, [t for t in task["tools"] if t != first] + ["get_weather"], seed=3, rng=random.Random(1))
+    assert missing["label"] == "failure" and missing["failure_reason"] == "tool_missing"
+
+def test_postprocess_rejects_bad_turns():
+    box, sampler = _demo()
+    task = lh.build_task(random.Random(0), box, sampler, difficulty=1)
+    ep = lh.run_episode(task, box, task["tools"] + ["get_weather"], seed=3, rng=random.Random(1))
+    bad = json.loads(json.dumps(ep))
+    call = next(e for e in bad["events"] if e.get("kind") == "call")
+    call["arguments"] = {}
+    call["think"] = call["think"].replace(call["name"], "it") + " Perhaps check_stock."
+    probs = lh.postprocess(bad, box)
+    kinds = {p.split(":")[0] for p in probs}
+    assert {"arguments", "reasoning"} <= kinds and any(call["name"] in p for p in probs)
+
+def test_widened_candidates_are_related_and_new():
+    task_tools = [["search_flights", "book_flight"], ["get_weather_forecast"]] if "search_flights" in BOX else [[t.name] for t in BOX.tools[:2]]
+    more = lh.related_tools(BOX, task_tools, 6)
+    assert len(more) == 6 and not set(more) & {x for g in task_tools for x in g}
+
+@pytest.fixture(scope="module")
+def samples():
+    m = {}
+    return list(iter_samples("long_horizon", 10_000, seed=0, manifest=m, progress=False)), m
+
+def test_ten_thousand_samples_valid(samples):
+    out, m = samples
+    assert len(out) == 10_000, m
+    kinds, origins, labels = Counter(), Counter(), Counter()
+    for s in out:
+        validate_sample(s.to_dict())
+        lh.check_sample(s)
+        call = parse_long_horizon(s.target)
+        assert {"name": call["name"], "arguments": call["arguments"]} == s.gold
+        assert s.tools[0]["function"]["name"] == "reply"
+        roles = [x["role"] for x in s.messages]
+        assert roles[0] == "system" and roles[-1] == "assistant" and "user" in roles
+        n_tool_calls = sum(1 for x in s.messages[:-1] if x["role"] == "assistant" and '"name": "reply"' not in x["content"])
+        assert roles.count("tool") == n_tool_calls                                     # every tool call has its result message
+        kinds[s.meta["kind"]] += 1; origins[s.meta["origin"]] += 1; labels[s.meta["label"]] += 1
+    assert set(kinds) == {"ask", "call", "clarify", "final"}, kinds
+    assert set(origins) == {"seed", "scaled"} and set(labels) == {"success"}
+    assert len({s.id for s in out}) == 10_000
+    assert sum(m["rejected"].values()) + m["accepted"] == m["stages"]["candidates"]
+
+def test_same_bytes_one_and_two_workers(tmp_path):
+    files = []
+    for w in (1, 2):
+        d = tmp_path / f"w{w}"
+        r = subprocess.run([sys.executable, "-m", "magicagent.pipeline", "synth", "--task", "long_horizon", "--n", "200", "--seed", "5",
+                            "--out", str(d), "--workers", str(w), "--no-progress"], capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr[-2000:]
+        files.append((d / "long_horizon.jsonl").read_bytes())
+    assert files[0] == files[1] and files[0].count(b"\n") == 200
