@@ -44,6 +44,20 @@ def big():
 def test_5000_workflows_verified_independently(big):
     xs, m = big
     assert len(xs) == N, m
+    shapes, sources = check_all(xs)
+    assert shapes == {"chain", "graph"} and sources == {"orchestration.qa", "orchestration.tool_use"}
+    print(m["stages"], m["rejected"])
+
+@pytest.mark.parametrize("tool_source", ["builtin", "decomposition"])
+def test_each_tool_source_verified(tool_source):
+    if tool_source == "decomposition" and O._decomposition_sampler() is None: pytest.skip("magicagent.synth.decomposition not installed")
+    m = {}
+    xs = list(iter_samples("orchestration", 1000, seed=3, progress=False, manifest=m, source="tool_use", tool_source=tool_source))
+    assert len(xs) == 1000, m
+    shapes, _ = check_all(xs)
+    assert shapes == {"chain", "graph"}
+
+def check_all(xs):
     shapes, sources = set(), set()
     for x in xs:
         nodes, edges = x.gold["nodes"], [tuple(e) for e in x.gold["edges"]]
@@ -64,9 +78,10 @@ def test_5000_workflows_verified_independently(big):
         assert len(cands) == n + x.meta["distractors"] and len(set(cands)) == len(cands), x.id
         # the topological order equals the gold sequence
         assert order[1:-1] == x.meta["sequence"] == list(range(1, n + 1)), x.id
+        is_chain = edges == [(k, k + 1) for k in range(n + 1)]
+        assert x.meta["shape"] == ("chain" if is_chain else "graph"), x.id
         shapes.add(x.meta["shape"]); sources.add(x.meta["generator"])
-    assert shapes == {"chain", "graph"} and sources == {"orchestration.qa", "orchestration.tool_use"}
-    print(m["stages"], m["rejected"])
+    return shapes, sources
 
 def test_worfbench_parse_of_package_scorer(big):
     rw = pytest.importorskip("magicagent.rewards", reason="magicagent.rewards (official WorfBench parser) not installed")
