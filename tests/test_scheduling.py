@@ -342,3 +342,20 @@ def test_shipped_entities_checked(tmp_path):
     d = json.loads((tmp_path / "city_map.json").read_text()); d["districts"].append("St. Mark Square")
     (tmp_path / "city_map.json").write_text(json.dumps(d))
     with pytest.raises(S.EntityError, match="St. Mark Square"): S.load_entities(str(tmp_path))
+
+def test_tolerant_reading_of_free_text():
+    "Paraphrased golden answers still verify: 12-hour calendar times, 'Days a-b', loose meeting sentences."
+    xs = _few(9)
+    cal = next(x for x in xs if x.subtask == "calendar"); sol = cal.gold["solution"]
+    s, e = _m(sol["start"]), _m(sol["end"])
+    f = lambda m: f"{(m // 60 - 1) % 12 + 1}:{m % 60:02d}{'pm' if m >= 720 else 'am'}"
+    assert S.verify_schedule(cal.gold, f"I propose {sol['day'].lower()} {f(s)} to {f(e)}.") == []
+    assert S.verify_schedule(cal.gold, f"I propose {sol['day']}, {f(s + 30)} - {f(e + 30)}") != []
+    trip = next(x for x in xs if x.subtask == "trip")
+    text = "\n".join(f"Days {p['first']}-{p['last']}: stay in {p['city']}" for p in trip.gold["solution"]["plan"])
+    assert S.verify_schedule(trip.gold, text) == []
+    bad = "\n".join(f"Days {p['first']}-{p['last']}: stay in {p['city']}" for p in trip.gold["solution"]["plan"][::-1])
+    assert S.verify_schedule(trip.gold, bad) != []
+    meet = next(x for x in xs if x.subtask == "meeting")
+    loose = S.meeting_answer(meet.gold["instance"], meet.gold["solution"]).replace(" in ", ", which takes ").lower()
+    assert S.verify_schedule(meet.gold, loose) == []
