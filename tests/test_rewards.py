@@ -176,6 +176,8 @@ def test_bad_inputs_are_named():
     with pytest.raises(R.GoldError, match="`tools`"): r([ok], task=["tool_planning"], gold=[{"tool": ["a"]}])
     with pytest.raises(R.GoldError, match="not JSON"): r([ok], task=["tool_planning"], gold=["{tools"])
     with pytest.raises(R.GoldError, match="nodes"): r([render("orchestration", WF)], task=["orchestration"], gold=[{"nodes": "a"}])
+    with pytest.raises(R.GoldError, match="cycle"):
+        r([render("orchestration", WF)], task=["orchestration"], gold=[{"nodes": ["a", "b"], "edges": [[0, 1], [1, 2], [2, 1], [2, 3]]}])
     with pytest.raises(R.GoldError, match="steps"): r([render("decomposition", DEC)], task=["decomposition"], gold=[{"steps": [1, 2], "reply": "r"}])
     with pytest.raises(ValueError, match="differ in length"): r([ok, ok], task=["tool_planning"], gold=[TP])
     with pytest.raises(ValueError, match="not among"): r([ok], task=["scheduling"], gold=[TP])
