@@ -1,7 +1,7 @@
 """The unified multi-task reward (§4.2.1): hand-worked examples of every component, TRL's
 reward-function signature, ten thousand adversarial completions per task, and two steps of TRL's
 GRPOTrainer over a mixed-task dataset of Sample records."""
-import json, math, random, sys
+import json, math, random, sys, zlib
 import numpy as np
 import pytest
 
@@ -271,9 +271,28 @@ def target(task, g, rng):
     return render(task, g | extra)
 
 
+class HashWord:
+    "Cheap embedder for the bulk of the fuzzing: a first-word direction plus per-text noise (cosines of any sign)."
+    def encode(self, texts, **kw):
+        out = np.zeros((len(texts), 32), np.float32)
+        for i, t in enumerate(texts):
+            g = np.random.default_rng(zlib.crc32(t.encode("utf-8")))
+            out[i] = g.normal(size=32)
+            out[i, zlib.crc32((t.split() or [""])[0].encode("utf-8")) % 32] += 6
+        return out
+
+
+FUZZ_TASKS = [t for t in STATIC_TASKS if t != "scheduling" or SCH is not None]
+
+
 @pytest.fixture(scope="module")
 def shared_reward():
-    return R.UnifiedReward(tasks=[t for t in STATIC_TASKS if t != "scheduling" or SCH is not None])
+    return R.UnifiedReward(tasks=FUZZ_TASKS, embedder=R.TextEmbedder(HashWord()))
+
+
+@pytest.fixture(scope="module")
+def minilm_reward():
+    return R.UnifiedReward(tasks=FUZZ_TASKS)
 
 
 _SCH = []
@@ -282,14 +301,13 @@ def scheduling_samples_cache():
     return _SCH
 
 
-@pytest.mark.parametrize("task", list(STATIC_TASKS))
-def test_fuzz_never_raises_values_in_range(task, shared_reward):
+def run_fuzz(task, reward, n, batch=500):
     if task == "scheduling" and SCH is None: pytest.skip("magicagent.synth.scheduling (verify_schedule) is not available")
-    rng = random.Random(f"fuzz-{task}")
+    rng = random.Random(f"fuzz-{task}-{n}")
     golds = fuzz_cases()[task]
     goods = [target(task, g, rng) for g in golds]
-    n, batch = 10_000, 500
-    seen = 0
+    shared_reward = reward
+    seen = valid = partial = 0
     for start in range(0, n, batch):
         idx = [rng.randrange(len(golds)) for _ in range(batch)]
         texts = [megabyte(rng, goods[i]) if (start + j) % 1000 == 7 else mutate(rng, goods[i]) for j, i in enumerate(idx)]
@@ -299,8 +317,22 @@ def test_fuzz_never_raises_values_in_range(task, shared_reward):
             assert b["total"] == pytest.approx(b["format"] + b["content"])
             assert b["content"] == 0.0 or b["format"] == 1.0
         seen += len(out)
+        valid += sum(b["format"] for b in out); partial += sum(0 < b["content"] for b in out)
     assert seen == n
+    assert 0.05 * n < valid < 0.95 * n and partial > 0.02 * n, (valid, partial)   # both paths exercised
     assert not shared_reward.stats, dict(shared_reward.stats)   # no checker raised
+
+
+@pytest.mark.parametrize("task", list(STATIC_TASKS))
+def test_fuzz_never_raises_values_in_range(task, shared_reward):
+    "10,000 adversarial completions per task (a cheap embedder stands in for MiniLM)."
+    run_fuzz(task, shared_reward, 10_000)
+
+
+@pytest.mark.parametrize("task", ["decomposition", "orchestration", "long_horizon"])
+def test_fuzz_with_minilm(task, minilm_reward):
+    "The same adversarial completions through the real embedding model (unicode, lone surrogates, 1 MB texts)."
+    run_fuzz(task, minilm_reward, 1_000)
 
 
 # ---------------------------------------------------------------- TRL GRPOTrainer, two steps
