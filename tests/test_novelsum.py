@@ -235,6 +235,8 @@ def test_cli_embeddings(tmp_path):
     assert r.returncode == 2 and "row 9 contains NaN" in r.stderr
     r = _cli("--embeddings", tmp_path / "e.npy", "--budget", 401, "--out", tmp_path / "b")
     assert r.returncode == 2 and "larger than the pool" in r.stderr
+    r = _cli("--embeddings", tmp_path / "missing.npy", "--budget", 3, "--out", tmp_path / "b")
+    assert r.returncode == 2 and "missing.npy" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_cli_records_per_task_deterministic(tmp_path):
