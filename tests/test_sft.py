@@ -1,0 +1,155 @@
+"SFT (§4.1): assistant-only labels, kill-and-resume with the same data order, LoRA, the CLI, Table 8 settings."
+import json, os, signal, subprocess, sys, textwrap
+from pathlib import Path
+import pytest
+import torch
+
+from magicagent import sft
+from magicagent.core import Sample, read_jsonl, write_jsonl
+from magicagent.pipeline import load_profile, launch_command, config_path
+from magicagent.synth.base import synthesize
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    d = tmp_path_factory.mktemp("sftdata")
+    synthesize("orchestration", 14, d, seed=0, progress=False)
+    recs = list(read_jsonl(d / "orchestration.jsonl", as_sample=True))
+    # a multi-turn record with a tool turn: two assistant turns to train on, three turns not to
+    recs.append(Sample(id="mt-1", task="long_horizon", messages=[
+        {"role": "system", "content": "You call tools."}, {"role": "user", "content": "Find flights to Rome."},
+        {"role": "assistant", "content": '<think>search</think>{"name": "search_flights", "arguments": {"to": "Rome"}}'},
+        {"role": "tool", "content": '{"flights": ["AZ1"]}'},
+        {"role": "assistant", "content": '<think>done</think>{"name": "reply", "arguments": {"content": "AZ1"}}'}]))
+    write_jsonl(d / "train.jsonl", recs)
+    # short distinct conversations for the kill-and-resume runs (every batch has its own tokens)
+    cities = "Rome Paris Oslo Lima Cairo Delhi Tokyo Quito Bern Riga Sofia Doha Baku Male Suva Apia".split()
+    write_jsonl(d / "short.jsonl", [Sample(id=f"s-{i}", task="orchestration", messages=[
+        {"role": "user", "content": f"Plan a visit to {c}, trip {i}."},
+        {"role": "assistant", "content": f"Node:\n1: Book a flight to {c}\n2: Book a hotel in {c}\nEdge: (START,1) (1,2) (2,END)"}])
+        for i, c in enumerate(cities)])
+    return d / "train.jsonl", recs
+
+
+def smoke(**kw): return {**load_profile("smoke"), "model": "tiny-random", **kw}
+
+
+def test_only_assistant_tokens_have_labels(data, tmp_path):
+    _, recs = data
+    tr = sft.build_sft_trainer(smoke(max_seq_length=4096), recs, tmp_path)
+    rows = [tr.train_dataset[i] for i in range(len(recs))]
+    batch = tr.data_collator(rows)
+    tok = tr.processing_class
+    for i, s in enumerate(recs):
+        lab, ids = batch["labels"][i], batch["input_ids"][i]
+        n = len(rows[i]["input_ids"])
+        assert (lab[n:] == -100).all()                           # padding
+        want = "".join(m["content"] + "<|im_end|>" for m in s.messages if m["role"] == "assistant")
+        assert tok.decode(ids[lab != -100]) == want              # exactly the assistant turns, stop token included
+        # every non-assistant token: the prompt prefix up to the first assistant content is unlabelled
+        prefix = tok.apply_chat_template(s.messages[:[m["role"] for m in s.messages].index("assistant")],
+                                         tokenize=False, add_generation_prompt=True)
+        k = len(tok(prefix, add_special_tokens=False)["input_ids"])
+        assert (lab[:k] == -100).all() and lab[k] != -100
+    # the tool turn between the two assistant turns is masked
+    i = len(recs) - 1
+    assert "flights" not in tok.decode(batch["input_ids"][i][batch["labels"][i] != -100]).split("search_flights")[1]
+
+
+def test_training_template_renders_identically(data):
+    from magicagent.models import smollm2_tokenizer
+    tok = smollm2_tokenizer()
+    tt = sft.training_template(tok)
+    assert "{% generation %}" in tt and tok.chat_template != tt
+    for s in data[1]:
+        for gp in (False, True):
+            msgs = s.messages if not gp else s.prompt
+            assert tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=gp) == \
+                   tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=gp, chat_template=tt)
+
+
+KILL = textwrap.dedent("""
+    import os, signal, sys
+    from transformers import TrainerCallback
+    from magicagent import sft
+    from magicagent.core import read_jsonl
+    from magicagent.pipeline import load_profile
+    class Kill(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step == int(sys.argv[3]): os.kill(os.getpid(), signal.SIGKILL)
+    v = {**load_profile("smoke"), "model": "tiny-random", "sft_max_steps": 8, "sft_save_steps": 2, "sft_batch_size": 2,
+         "max_seq_length": 128}
+    sft.train_sft(v, list(read_jsonl(sys.argv[1], as_sample=True)), sys.argv[2], callbacks=[Kill()] if int(sys.argv[3]) else None)
+""")
+
+
+def _run(path, out, kill_at):
+    return subprocess.run([sys.executable, "-c", KILL, str(path), str(out), str(kill_at)], capture_output=True, text=True, timeout=600)
+
+
+def test_kill_and_resume(data, tmp_path):
+    path = data[0].with_name("short.jsonl")
+    ref, cut = tmp_path / "ref", tmp_path / "cut"
+    assert _run(path, ref, 0).returncode == 0
+    r = _run(path, cut, 5)
+    assert r.returncode == -signal.SIGKILL                       # really killed, mid-run
+    assert sft.last_checkpoint(cut).endswith("checkpoint-4") and not (cut / "final").exists()
+    assert len(sft.data_order(cut)) == 5                          # steps 0..4 ran, step 4 was not saved
+    r = _run(path, cut, 0)
+    assert r.returncode == 0, r.stderr[-2000:]
+    m_ref, m_cut = (json.loads((d / "metrics.json").read_text()) for d in (ref, cut))
+    assert m_cut["resumed_from"].endswith("checkpoint-4") and m_ref["resumed_from"] is None
+    assert m_ref["global_step"] == m_cut["global_step"] == 8
+    assert sft.data_order(ref) == sft.data_order(cut) and len(sft.data_order(ref)) == 8
+    assert len(set(h for hs in sft.data_order(ref) for h in hs)) > 1   # the fingerprints do tell batches apart
+    from safetensors.torch import load_file
+    a, b = (load_file(d / "final" / "model.safetensors") for d in (ref, cut))
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_lora_is_merged_on_save(data, tmp_path):
+    recs = list(read_jsonl(data[0].with_name("short.jsonl"), as_sample=True))[:4]
+    m = sft.train_sft(smoke(lora=True, sft_max_steps=2, sft_lr=1e-2, max_seq_length=128), recs, tmp_path)
+    assert m["global_step"] == 2 and not (tmp_path / "final" / "adapter_config.json").exists()
+    from magicagent.models import load_causal_lm, build_tiny_random
+    trained, (base, _) = load_causal_lm(str(tmp_path / "final")), build_tiny_random()
+    sd, bd = trained.state_dict(), base.state_dict()
+    assert not any("lora" in k for k in sd)
+    changed = [k for k in bd if k in sd and not torch.equal(sd[k], bd[k])]
+    assert changed and all("proj" in k for k in changed)         # LoRA touched the linear projections only
+
+
+def test_cli_errors_and_runs(data, tmp_path):
+    path, _ = data
+    r = subprocess.run([sys.executable, "-m", "magicagent.pipeline", "sft", "--profile", "smoke", "--data", str(tmp_path / "nope.jsonl"),
+                        "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "nope.jsonl" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "magicagent.pipeline", "sft", "--profile", "smoke", "--data", str(path),
+                        "--out", str(tmp_path / "o"), "--max-steps", "1"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads(r.stdout.strip().splitlines()[-1])["global_step"] == 1
+
+
+def test_full_profile_matches_table8(tmp_path):
+    "Table 8 (SFT): the accelerate command, the DeepSpeed ZeRO-3 config and the SFTConfig, built but not run."
+    from trl import SFTConfig
+    v = load_profile("full")
+    cmd = launch_command("sft", v)
+    assert cmd[:2] == ["accelerate", "launch"]
+    arg = lambda k: cmd[cmd.index(k) + 1]
+    assert (arg("--num_processes"), arg("--num_machines"), arg("--mixed_precision")) == ("32", "4", "bf16")
+    assert "--use_deepspeed" in cmd and Path(arg("--deepspeed_config_file")) == config_path("zero3")
+    assert cmd[-5:] == ["-m", "magicagent.pipeline", "sft", "--profile", "full"]
+    ds = json.loads(config_path("zero3").read_text())
+    assert ds["zero_optimization"]["stage"] == 3 and ds["bf16"]["enabled"] == "auto"
+    assert ds["train_micro_batch_size_per_gpu"] == "auto"        # taken from the SFTConfig below
+    kw = sft.sft_args(v, tmp_path)
+    assert kw["deepspeed"] == str(config_path("zero3"))
+    try:
+        import deepspeed  # noqa: F401
+    except ImportError: kw.pop("deepspeed")                      # the object itself needs the package
+    c = SFTConfig(**kw)
+    assert (c.learning_rate, c.lr_scheduler_type.value, c.bf16, c.weight_decay) == (1e-5, "cosine", True, 0.01)
+    assert (c.adam_beta1, c.adam_beta2, c.num_train_epochs, c.max_steps) == (0.9, 0.95, 1, -1)
+    assert (c.per_device_train_batch_size, c.gradient_accumulation_steps) == (4, 1)
+    assert c.assistant_only_loss and c.max_length == 22528 and v["model"] == "Qwen/Qwen3-32B"
