@@ -242,3 +242,18 @@ def test_cli_teacher_choice_and_errors(tmp_path):
     assert len(recs) == 20 and all(len(s.meta["atomic"]) >= 2 for s in recs)
     with pytest.raises(ValueError, match="unknown teacher"):
         D.make_sample(0, 0, teacher="oracle")
+
+
+def test_llm_judge_verdicts_counted(monkeypatch):
+    "With a judge configured, its no and unclear answers reject candidates by reason; yes passes."
+    class Judge:
+        def __init__(self): self.n = 0
+        def generate(self, convs, **kw):
+            assert "Does the plan carry out exactly what the request asks" in convs[0][0]["content"]
+            self.n += 1
+            return [["Yes." if self.n % 3 == 1 else "No, step 2 is invented." if self.n % 3 == 2 else "Maybe"]]
+    monkeypatch.setitem(D._GENERATORS, ("judge", "scripted-judge", "transformers"), Judge())
+    m = {}
+    got = list(iter_samples("decomposition", 5, seed=0, max_attempts=40, manifest=m, progress=False, judge_model="scripted-judge"))
+    assert len(got) == 5 and all(s.meta["checks"]["judge"] is True for s in got)
+    assert m["rejected"].get("judge_rejected", 0) > 0 and m["rejected"].get("judge_unclear", 0) > 0
