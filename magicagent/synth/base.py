@@ -179,6 +179,8 @@ def synth_main(argv:list|None=None):
     if a.subtask:
         if a.subtask not in SUBTASKS.get(a.task, ()): p.error(f"--subtask {a.subtask!r} is not a subtask of {a.task!r} (choices: {SUBTASKS.get(a.task, ())})")
         opts["subtask"] = a.subtask
-    m = synthesize(a.task, a.n, a.out, seed=a.seed, workers=a.workers, progress=not a.no_progress, **opts)
+    try: m = synthesize(a.task, a.n, a.out, seed=a.seed, workers=a.workers, progress=not a.no_progress, **opts)
+    except (ValueError, TypeError) as e:
+        print(f"error: magicagent synth --task {a.task}: {e}", file=sys.stderr); return 2
     print(json.dumps({"task": a.task, "subtask": a.subtask, "accepted": m["accepted"], "rejected": m["rejected"], "seconds": m["seconds"]}))
     return 0 if m["accepted"] == a.n else 1
