@@ -39,10 +39,13 @@ test: install
 	$(MAKE) pytest
 	$(MAKE) nbtest
 
-samples: install
+samples:
 	rm -rf data_samples && mkdir -p data_samples
 	for t in decomposition tool_planning long_horizon orchestration; do magicagent synth --task $$t --n 12 --seed 0 --out data_samples --no-progress; done
 	magicagent synth --task scheduling --n 18 --seed 0 --out data_samples --no-progress
+	$(PY) -c "from magicagent.core import write_jsonl; from magicagent.synth.base import iter_samples as it; \
+	  from magicagent.synth.scheduling import SUBTASKS as S, LEVELS as L; \
+	  write_jsonl('data_samples/scheduling_levels.jsonl', (setattr(x, 'id', f'{x.id}-level{d}') or x for s in S for d in L for x in it('scheduling', 1, seed=d, subtask=s, difficulty=d, progress=False)))"
 
 clean:
 	rm -rf runs papermill_runs/smoke _proc _docs
