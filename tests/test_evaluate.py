@@ -47,11 +47,14 @@ def test_overlap_with_train_is_rejected_and_counted(split, tmp_path):
     leak = list(read_jsonl(test / "orchestration.jsonl", as_sample=True))[:2]
     for s in leak: s.id = "train-copy-" + s.id
     pool = tmp_path / "pool"; pool.mkdir()
-    write_jsonl(pool / "orchestration.jsonl", list(read_jsonl(train / "orchestration.jsonl", as_sample=True)) + leak)
+    tr = list(read_jsonl(train / "orchestration.jsonl", as_sample=True))
+    impostor = list(read_jsonl(train / "orchestration.jsonl", as_sample=True))[0]
+    impostor.id = list(read_jsonl(test / "orchestration.jsonl", as_sample=True))[2].id    # same id, other content
+    write_jsonl(pool / "orchestration.jsonl", tr + leak + [impostor])
     m = ev.make_heldout(tmp_path / "out", 6, seed=0, train_dir=pool, tasks=("orchestration",), progress=False)
-    assert m["tasks"]["orchestration"]["rejected"].get("near_duplicate_of_train") == 2
+    assert m["tasks"]["orchestration"]["rejected"] == {"near_duplicate_of_train": 2, "id_overlap": 1}
     got = {s.id for s in read_jsonl(tmp_path / "out" / "orchestration.jsonl", as_sample=True)}
-    assert not got & {s.id[len("train-copy-"):] for s in leak} and len(got) == 6
+    assert not got & {s.id[len("train-copy-"):] for s in leak} and impostor.id not in got and len(got) == 6
     # the audit flags the same records when they are evaluated against the leaked pool
     assert ev.overlap_report(leak, _recs(test))["near_duplicate"] == 2
 
