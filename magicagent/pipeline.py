@@ -91,7 +91,7 @@ def execute_notebook(nb_path:Path, out_path:Path, params:dict, cwd:Path, fp:str,
     tmp = out_path.with_name(f".{out_path.name}.running.ipynb")
     t0 = time.time()
     try:
-        pm.execute_notebook(str(nb_path), str(tmp), parameters=params, cwd=str(cwd), kernel_name="python3",
+        pm.execute_notebook(str(nb_path), str(tmp), parameters=params, cwd=str(cwd), kernel_name="python3", language="python",
                             progress_bar=False, log_output=log_output, report_mode=False)
     except pm.PapermillExecutionError as e:
         failed = out_path.with_name(out_path.stem + ".failed.ipynb")
