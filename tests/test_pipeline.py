@@ -75,3 +75,11 @@ def test_launch_command_and_configs():
     s = sbatch_script("sft", full)
     assert "#SBATCH --nodes=4" in s and "#SBATCH --gpus-per-node=8" in s and "accelerate launch" in s
     with pytest.raises(ValueError, match="unknown stage"): launch_command("pretrain", full)
+
+def test_unknown_override_is_an_error_and_only_declared_values_pass(project):
+    r = cli("run", "--profile", "smoke", "--nbs", str(project / "nbs"), "-p", "n_per_taks=3")
+    assert r.returncode == 1 and "n_per_taks" in r.stderr and "no selected notebook has such a parameter" in r.stderr
+    (project / "settings.ini").write_text("[DEFAULT]\nx = 1\nunrelated = 1\n[smoke]\nx = 2\n")
+    assert json.loads(cli("run", "--profile", "smoke", "--nbs", str(project / "nbs")).stdout)["00_core"] == "ran"
+    (project / "settings.ini").write_text("[DEFAULT]\nx = 1\nunrelated = 2\n[smoke]\nx = 2\n")
+    assert json.loads(cli("run", "--profile", "smoke", "--nbs", str(project / "nbs")).stdout)["00_core"] == "skipped"
