@@ -19,8 +19,8 @@ from .core import (STATIC_TASKS, TASKS, RunDir, Sample, read_jsonl, write_jsonl,
 # %% auto #0
 __all__ = ['VARIANTS', 'TIE', 'record_text', 'EmbeddingCache', 'embed_records', 'check_embeddings', 'cosine_distance',
            'local_density', 'rank_weights', 'novelty', 'first_pick', 'pick', 'novelselect_naive', 'Selection',
-           'novelselect', 'balanced_quota', 'novelsum', 'compare_random', 'select_indices', 'select_records',
-           'select_main']
+           'novelselect', 'balanced_quota', 'novelsum', 'compare_random', 'select_indices', 'chat_lengths',
+           'drop_too_long', 'select_records', 'select_main']
 
 # %% ../nbs/20_novelsum.ipynb #30a9e1e2
 VARIANTS = ("paper", "reference")
@@ -339,15 +339,27 @@ def novelsum(x,                        # (n, D) embeddings of the data set
     return tot / n
 
 # %% ../nbs/20_novelsum.ipynb #17aceb10
-def compare_random(x, sigma, selected, alpha=1.0, variant="paper", n_random:int=5, seed:int=0) -> dict:
-    "NovelSum of the selection and of `n_random` seeded random subsets of the same size."
+def compare_random(x, sigma, selected, alpha=1.0, variant="paper", n_random:int=5, seed:int=0,
+                   groups=None   # a group label per sample: also draw random subsets with the selection's group counts
+                  ) -> dict:
+    "NovelSum of the selection and of `n_random` seeded random subsets of the same size (and, with `groups`, stratified ones)."
     sel = novelsum(x[selected], sigma[selected], alpha, variant)
     rnd = []
     for k in range(n_random):
         idx = sorted(rng_for(seed, "random-subset", k).sample(range(len(x)), len(selected)))
         rnd.append(novelsum(x[idx], sigma[idx], alpha, variant))
-    return {"novelsum_selected": sel, "novelsum_random": rnd, "novelsum_random_mean": float(np.mean(rnd)),
-            "selected_beats_every_random": bool(all(sel > r for r in rnd))}
+    out = {"novelsum_selected": sel, "novelsum_random": rnd, "novelsum_random_mean": float(np.mean(rnd)),
+           "selected_beats_every_random": bool(all(sel > r for r in rnd))}
+    if groups is not None:
+        want, members, strat = Counter(groups[i] for i in selected), {}, []
+        for i, g in enumerate(groups): members.setdefault(g, []).append(i)
+        for k in range(n_random):
+            r = rng_for(seed, "stratified-subset", k)
+            idx = sorted(i for g in sorted(want) for i in r.sample(members[g], want[g]))
+            strat.append(novelsum(x[idx], sigma[idx], alpha, variant))
+        out.update(novelsum_random_stratified=strat, novelsum_random_stratified_mean=float(np.mean(strat)),
+                   selected_beats_every_stratified=bool(all(sel > r for r in strat)))
+    return out
 
 # %% ../nbs/20_novelsum.ipynb #3055ee5c
 def select_indices(x, budget:int, alpha=1.0, beta=0.5, neighbors=10, variant="paper", seed=0,
@@ -362,11 +374,34 @@ def select_indices(x, budget:int, alpha=1.0, beta=0.5, neighbors=10, variant="pa
     sig = sigma.cpu().numpy()
     rep = {"variant": variant, "alpha": alpha, "beta": beta, "neighbors": neighbors, "seed": seed, "budget": budget,
            "pool": len(x), "dim": int(x.shape[1]), "quota": quota,
-           **compare_random(x, sig, sel.indices, alpha, variant, n_random, seed),
+           **compare_random(x, sig, sel.indices, alpha, variant, n_random, seed, groups),
            "novelty_curve": [None if math.isnan(s) else s for s in sel.scores],
            "exact_evaluations_per_step": sel.stats["exact_per_step"], "seconds": round(time.time() - t0, 3)}
     if groups is not None: rep["selected_per_group"] = dict(sorted(Counter(groups[i] for i in sel.indices).items()))
     return sel, rep
+
+def chat_lengths(records:list, tokenizer) -> list:
+    "Token count of each record's messages under `tokenizer`'s chat template (what SFT trains on)."
+    out = []
+    for r in records:
+        msgs = r.messages if isinstance(r, Sample) else r["messages"]
+        ids = tokenizer.apply_chat_template([{"role": m["role"], "content": m["content"]} for m in msgs], tokenize=True)
+        out.append(len(ids if isinstance(ids, list) else ids["input_ids"]))
+    return out
+
+def drop_too_long(records:list,
+                  max_tokens:int,      # the training `max_seq_length`
+                  tokenizer            # a tokenizer, or a model name for `magicagent.models.load_tokenizer`
+                 ) -> tuple:
+    "`(kept records, {task: number dropped})`: records longer than `max_tokens` under the chat template cannot be trained on whole."
+    if isinstance(tokenizer, str):
+        from magicagent.models import load_tokenizer
+        tokenizer = load_tokenizer(tokenizer)
+    keep, dropped = [], Counter()
+    for r, n in zip(records, chat_lengths(records, tokenizer)):
+        if n <= max_tokens: keep.append(r)
+        else: dropped[r.task if isinstance(r, Sample) else r["task"]] += 1
+    return keep, dict(sorted(dropped.items()))
 
 def select_records(records:list, budget:int, model:str="minilm", cache_dir=None, per_task:bool=False,
                    progress:bool=False, **kw):
@@ -374,7 +409,7 @@ def select_records(records:list, budget:int, model:str="minilm", cache_dir=None,
     x = embed_records(records, model, cache_dir, progress=progress)
     tasks = [r.task if isinstance(r, Sample) else r["task"] for r in records]
     sel, rep = select_indices(x, budget, groups=tasks, per_task=per_task, progress=progress, **kw)
-    rep["embedder"] = model
+    rep.update(embedder=model, per_task=per_task)
     return [records[i] for i in sel.indices], x, sel, rep
 
 # %% ../nbs/20_novelsum.ipynb #5ad8c60f
@@ -390,6 +425,8 @@ def select_main(argv:list|None=None) -> int:
     p.add_argument("--alpha", type=float, default=1.0); p.add_argument("--beta", type=float, default=0.5)
     p.add_argument("--neighbors", type=int, default=10); p.add_argument("--seed", type=int, default=0)
     p.add_argument("--per-task", action="store_true", help="balance the budget across tasks (--in only)")
+    p.add_argument("--max-tokens", type=int, default=None, help="drop records longer than this under --tokenizer's chat template (--in only)")
+    p.add_argument("--tokenizer", default=None, help="model whose tokenizer measures --max-tokens (e.g. smollm2-135m)")
     p.add_argument("--embedder", default="minilm"); p.add_argument("--cache", default=None, help="embedding cache (default OUT/embed_cache)")
     p.add_argument("--device", default="cpu"); p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
@@ -403,11 +440,14 @@ def select_main(argv:list|None=None) -> int:
         else:
             files = sorted(Path(a.inp).glob("*.jsonl"))
             if not files: raise ValueError(f"--in {a.inp}: no *.jsonl files")
-            recs = [r for f in files for r in read_jsonl(f, as_sample=True)]
+            recs, too_long = [r for f in files for r in read_jsonl(f, as_sample=True)], {}
+            if a.max_tokens:
+                if not a.tokenizer: p.error("--max-tokens needs --tokenizer")
+                recs, too_long = drop_too_long(recs, a.max_tokens, a.tokenizer)
             chosen, _, sel, rep = select_records(recs, a.budget, a.embedder, a.cache or out / "embed_cache",
                                                  per_task=a.per_task, progress=not a.no_progress, **kw)
             write_jsonl(out / "selected.jsonl", chosen)
-            rep["inputs"] = [str(f) for f in files]
+            rep.update(inputs=[str(f) for f in files], max_tokens=a.max_tokens, too_long=too_long)
     except (ValueError, OSError) as e:                 # bad data, missing or unreadable files
         print(f"error: {e}", file=sys.stderr); return 2
     write_json(out / "report.json", rep)
