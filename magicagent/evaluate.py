@@ -6,7 +6,7 @@ Docs: https://magicagent.github.io/magicagent/evaluate.html.md"""
 
 # %% ../nbs/31_evaluate.ipynb #6b1f9cff
 from __future__ import annotations
-import json, sys, time, warnings
+import hashlib, json, sys, time, warnings
 from collections import Counter, defaultdict
 from pathlib import Path
 import numpy as np
@@ -176,18 +176,26 @@ def evaluate(model:str,               # model name or path (see `magicagent.mode
              batch_size:int=8,
              max_new_tokens:int=256,
              generator=None,          # a ready `Generator` (else built from `model` and `backend`)
-             progress:bool=True) -> dict:
+             progress:bool=True,
+             dtype:str|None=None,     # weights dtype for the transformers backend (e.g. bfloat16: faster on CPUs with bf16)
+             reuse:bool=False         # return `out_dir/heldout.json` if it holds this very evaluation (same model, data, settings)
+            ) -> dict:
     "Evaluate `model` on the held-out split; write and return the summary."
     samples = load_split(data, limit)
+    key = {"model": model, "backend": backend, "data": str(data), "limit": limit, "max_new_tokens": max_new_tokens,
+           "dtype": dtype, "ids": hashlib.sha256("\n".join(s.id for s in samples).encode()).hexdigest()[:16]}
+    out_dir = Path(out_dir)
+    if reuse and (out_dir / "heldout.json").exists():
+        old = json.loads((out_dir / "heldout.json").read_text())
+        if all(old.get(k) == v for k, v in key.items()): return old
     if generator is None:
         from magicagent.models import get_generator
-        generator = get_generator(model, backend=backend, **({"batch_size": batch_size} if backend == "transformers" else {}))
+        kw = {"batch_size": batch_size, "dtype": dtype} if backend == "transformers" else {}
+        generator = get_generator(model, backend=backend, **kw)
     t0 = time.time()
     comps = generate_completions(generator, samples, batch_size, max_new_tokens, progress)
     rows = score_completions(samples, comps)
-    res = {"model": model, "backend": backend, "data": str(data), "max_new_tokens": max_new_tokens,
-           "seconds": round(time.time() - t0, 1), **summarize(rows, samples)}
-    out_dir = Path(out_dir)
+    res = {**key, "seconds": round(time.time() - t0, 1), **summarize(rows, samples)}
     write_json(out_dir / "heldout.json", res)
     write_jsonl(out_dir / "heldout_completions.jsonl", rows)
     return res
@@ -235,6 +243,7 @@ def evaluate_main(argv:list|None=None) -> int:
     p.add_argument("--out", default=None, help="results directory (overrides --profile/--name)")
     p.add_argument("--limit", type=int, default=None, help="records per task"); p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-new-tokens", type=int, default=None); p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--dtype", default=None, help="weights dtype for the transformers backend (default: the profile's eval_dtype)")
     a = p.parse_args(argv)
     from magicagent.pipeline import load_profile
     from magicagent.sft import run_dir
@@ -244,7 +253,8 @@ def evaluate_main(argv:list|None=None) -> int:
     out = Path(a.out) if a.out else rd.eval_dir(a.name or eval_name(a.model))
     try:
         res = evaluate(a.model, data, out, a.backend, a.limit or vals.get("eval_n"), a.batch_size,
-                       a.max_new_tokens or vals.get("max_new_tokens") or 256, progress=not a.no_progress)
+                       a.max_new_tokens or vals.get("max_new_tokens") or 256, progress=not a.no_progress,
+                       dtype=a.dtype or vals.get("eval_dtype") or None)
     except (FileNotFoundError, ValueError) as e:
         print(f"magicagent evaluate: error: {e}", file=sys.stderr); return 2
     print(results_table(res)); print(f"\nwritten: {out / 'heldout.json'}")

@@ -42,16 +42,17 @@ def grpo_args(values:dict,          # profile values
               **overrides) -> dict:
     "The `GRPOConfig` keyword arguments for a profile."
     import torch
-    dt = values.get("dtype") or "float32"
+    from magicagent.sft import mixed_precision
+    mp = mixed_precision(values)
     bs, ga, gpus = int(values.get("grpo_batch_size", 4)), int(values.get("grpo_grad_accum") or 1), max(1, int(values.get("num_gpus") or 1))
     kw = dict(output_dir=str(output_dir), learning_rate=float(values["grpo_lr"]), max_steps=int(values.get("grpo_max_steps", -1)),
               num_train_epochs=float(values.get("grpo_epochs") or 1), per_device_train_batch_size=bs, gradient_accumulation_steps=ga,
               generation_batch_size=bs * ga * gpus, num_generations=int(values["grpo_num_generations"]),
               beta=float(values.get("grpo_beta", 0.04)), temperature=float(values["temperature"]), top_p=float(values["top_p"]),
-              top_k=int(values.get("top_k") or 0), max_completion_length=int(values.get("max_new_tokens", 256)),
+              top_k=int(values.get("top_k") or 0), max_completion_length=int(values.get("grpo_max_completion_length") or values.get("max_new_tokens", 256)),
               use_vllm=bool(values.get("use_vllm")), weight_decay=float(values.get("weight_decay", 0.0)),
               adam_beta1=float(values.get("adam_beta1", 0.9)), adam_beta2=float(values.get("adam_beta2", 0.999)),
-              lr_scheduler_type=values.get("lr_scheduler", "linear"), bf16=dt == "bfloat16", fp16=dt == "float16",
+              lr_scheduler_type=values.get("lr_scheduler", "linear"), bf16=mp == "bf16", fp16=mp == "fp16",
               reward_weights=[float(values.get("reward_weights", 1.0))], logging_steps=1, save_strategy="steps",
               save_steps=int(values.get("grpo_save_steps") or 50), save_total_limit=2, seed=int(values.get("seed", 0)),
               report_to="none", use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0)

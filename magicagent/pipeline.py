@@ -185,7 +185,7 @@ def launch_command(stage:str,            # a training stage of `STAGES`
                 "--main_process_ip", os.environ.get("MAIN_PROCESS_IP", "${MAIN_PROCESS_IP}"),
                 "--main_process_port", os.environ.get("MAIN_PROCESS_PORT", "29500")]
     else: cmd += ["--multi_gpu"] if gpus > 1 and not values.get("deepspeed") else []
-    mp = {"bfloat16": "bf16", "float16": "fp16"}.get(values.get("dtype") or "", "no")
+    mp = (values.get("mixed_precision") or "").strip() or {"bfloat16": "bf16", "float16": "fp16"}.get(values.get("dtype") or "", "no")
     cmd += ["--mixed_precision", mp]
     if values.get("deepspeed"):
         cmd += ["--use_deepspeed", "--deepspeed_config_file", str(config_path(values["deepspeed"]))]

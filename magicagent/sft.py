@@ -11,8 +11,8 @@ from pathlib import Path
 from .core import RunDir, Sample, read_jsonl, write_json, atomic_open, seed_everything
 
 # %% auto #0
-__all__ = ['training_template', 'sft_rows', 'training_records', 'sft_args', 'load_policy', 'DataOrderTrainer', 'data_order',
-           'build_sft_trainer', 'last_checkpoint', 'train_sft', 'run_dir', 'sft_main']
+__all__ = ['training_template', 'sft_rows', 'training_records', 'mixed_precision', 'sft_args', 'load_policy', 'DataOrderTrainer',
+           'data_order', 'build_sft_trainer', 'last_checkpoint', 'train_sft', 'run_dir', 'sft_main']
 
 # %% ../nbs/30_sft.ipynb #c63f4db5
 _CHATML_TURN = "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
@@ -48,19 +48,28 @@ def training_records(rd:RunDir) -> list:
     return [s for f in files for s in read_jsonl(f, as_sample=True)]
 
 # %% ../nbs/30_sft.ipynb #9a0029b3
+def mixed_precision(values:dict) -> str:
+    "`bf16`, `fp16` or `no`: the profile's `mixed_precision`, else implied by its `dtype`."
+    mp = (values.get("mixed_precision") or "").strip()
+    if not mp: mp = {"bfloat16": "bf16", "float16": "fp16"}.get(values.get("dtype") or "", "no")
+    if mp not in ("bf16", "fp16", "no"): raise ValueError(f"mixed_precision {mp!r}; expected bf16, fp16 or no")
+    return mp
+
 def sft_args(values:dict,            # profile values (`magicagent.pipeline.load_profile`)
              output_dir:str|Path,    # checkpoints go here
              **overrides) -> dict:
     "The `SFTConfig` keyword arguments for a profile."
     import torch
-    dt = values.get("dtype") or "float32"
+    mp = mixed_precision(values)
     kw = dict(output_dir=str(output_dir), num_train_epochs=float(values.get("sft_epochs", 1)),
               max_steps=int(values.get("sft_max_steps", -1)), learning_rate=float(values["sft_lr"]),
               per_device_train_batch_size=int(values.get("sft_batch_size", 1)),
               gradient_accumulation_steps=int(values.get("sft_grad_accum", 1)),
               weight_decay=float(values.get("weight_decay", 0.0)), adam_beta1=float(values.get("adam_beta1", 0.9)),
               adam_beta2=float(values.get("adam_beta2", 0.999)), lr_scheduler_type=values.get("lr_scheduler", "linear"),
-              bf16=dt == "bfloat16", fp16=dt == "float16", max_length=int(values.get("max_seq_length", 1024)),
+              bf16=mp == "bf16", fp16=mp == "fp16", max_length=int(values.get("max_seq_length", 1024)),
+              warmup_steps=float(values.get("warmup_ratio") or 0.0),
+              train_sampling_strategy="group_by_length" if str(values.get("group_by_length", "")).lower() in ("1", "true", "yes") else "random",
               assistant_only_loss=True, packing=False, logging_steps=1, save_strategy="steps",
               save_steps=int(values.get("sft_save_steps") or 50), save_total_limit=2, seed=int(values.get("seed", 0)),
               data_seed=int(values.get("seed", 0)), report_to="none", use_cpu=not torch.cuda.is_available(),
@@ -115,10 +124,15 @@ def build_sft_trainer(values:dict, samples:list, output_dir:str|Path, model_name
     tt = training_template(tok)
     original = tok.chat_template
     if tt: tok.chat_template = tt
-    ds = Dataset.from_list(sft_rows(samples, with_tools="tools" in (original or "")))
     args = SFTConfig(**sft_args(values, output_dir, **overrides))
-    tr = DataOrderTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, callbacks=callbacks)
-    tr.original_chat_template = original
+    rows = sft_rows(samples, with_tools="tools" in (original or ""))
+    from magicagent.novelsum import chat_lengths
+    lens = chat_lengths(rows, tok)
+    keep = [r for r, n in zip(rows, lens) if n <= args.max_length]          # a cut sample loses its answer's end
+    if not keep: raise ValueError(f"every one of the {len(rows)} samples is longer than max_seq_length={args.max_length} tokens")
+    tr = DataOrderTrainer(model=model, args=args, train_dataset=Dataset.from_list(keep), processing_class=tok, callbacks=callbacks)
+    tr.original_chat_template, tr.dropped_too_long = original, len(rows) - len(keep)
+    if tr.dropped_too_long: print(f"sft: {tr.dropped_too_long} of {len(rows)} samples are longer than max_seq_length={args.max_length} tokens; left out", file=sys.stderr)
     return tr
 
 def last_checkpoint(output_dir:str|Path) -> str|None:
@@ -142,7 +156,8 @@ def train_sft(values:dict, samples:list, output_dir:str|Path, model_name:str|Non
     if tr.is_world_process_zero():
         model.save_pretrained(out / "final"); tr.processing_class.save_pretrained(out / "final")
     m = {"global_step": tr.state.global_step, "resumed_from": ckpt, "train_loss": res.training_loss,
-         "seconds": round(time.time() - t0, 1), "samples": len(samples), "log_history": tr.state.log_history,
+         "seconds": round(time.time() - t0, 1), "samples": len(samples), "dropped_too_long": tr.dropped_too_long,
+         "log_history": tr.state.log_history,
          "args": {k: v for k, v in sft_args(values, out, **overrides).items() if isinstance(v, (int, float, str, bool, type(None)))}}
     if tr.is_world_process_zero(): write_json(out / "metrics.json", m)
     return m
