@@ -20,7 +20,7 @@ from .core import (STATIC_TASKS, TASKS, RunDir, Sample, read_jsonl, write_jsonl,
 __all__ = ['VARIANTS', 'TIE', 'record_text', 'EmbeddingCache', 'embed_records', 'check_embeddings', 'cosine_distance',
            'local_density', 'rank_weights', 'novelty', 'first_pick', 'pick', 'novelselect_naive', 'Selection',
            'novelselect', 'balanced_quota', 'novelsum', 'compare_random', 'select_indices', 'chat_lengths',
-           'drop_too_long', 'select_records', 'select_main']
+           'drop_too_long', 'record_group', 'select_records', 'select_main']
 
 # %% ../nbs/20_novelsum.ipynb #30a9e1e2
 VARIANTS = ("paper", "reference")
@@ -377,7 +377,7 @@ def select_indices(x, budget:int, alpha=1.0, beta=0.5, neighbors=10, variant="pa
            **compare_random(x, sig, sel.indices, alpha, variant, n_random, seed, groups),
            "novelty_curve": [None if math.isnan(s) else s for s in sel.scores],
            "exact_evaluations_per_step": sel.stats["exact_per_step"], "seconds": round(time.time() - t0, 3)}
-    if groups is not None: rep["selected_per_group"] = dict(sorted(Counter(groups[i] for i in sel.indices).items()))
+    if groups is not None: rep["selected_per_group"] = dict(sorted(Counter(str(groups[i]) for i in sel.indices).items()))
     return sel, rep
 
 def chat_lengths(records:list, tokenizer) -> list:
@@ -403,13 +403,20 @@ def drop_too_long(records:list,
         else: dropped[r.task if isinstance(r, Sample) else r["task"]] += 1
     return keep, dict(sorted(dropped.items()))
 
+def record_group(r, by_subtask:bool=False) -> str:
+    "The balance group of a record: its task, or `task/subtask` when `by_subtask` and it has one."
+    t, st = (r.task, r.subtask) if isinstance(r, Sample) else (r["task"], r.get("subtask"))
+    return f"{t}/{st}" if by_subtask and st else t
+
 def select_records(records:list, budget:int, model:str="minilm", cache_dir=None, per_task:bool=False,
-                   progress:bool=False, **kw):
+                   progress:bool=False,
+                   by_subtask:bool=False, # with `per_task`: balance over task/subtask groups
+                   **kw):
     "Embed Sample records, select `budget` of them; returns (selected records, embeddings, `Selection`, report)."
     x = embed_records(records, model, cache_dir, progress=progress)
-    tasks = [r.task if isinstance(r, Sample) else r["task"] for r in records]
-    sel, rep = select_indices(x, budget, groups=tasks, per_task=per_task, progress=progress, **kw)
-    rep.update(embedder=model, per_task=per_task)
+    groups = [record_group(r, by_subtask) for r in records]
+    sel, rep = select_indices(x, budget, groups=groups, per_task=per_task, progress=progress, **kw)
+    rep.update(embedder=model, per_task=per_task, by_subtask=by_subtask)
     return [records[i] for i in sel.indices], x, sel, rep
 
 # %% ../nbs/20_novelsum.ipynb #5ad8c60f
@@ -425,6 +432,7 @@ def select_main(argv:list|None=None) -> int:
     p.add_argument("--alpha", type=float, default=1.0); p.add_argument("--beta", type=float, default=0.5)
     p.add_argument("--neighbors", type=int, default=10); p.add_argument("--seed", type=int, default=0)
     p.add_argument("--per-task", action="store_true", help="balance the budget across tasks (--in only)")
+    p.add_argument("--by-subtask", action="store_true", help="with --per-task: balance across task/subtask groups")
     p.add_argument("--max-tokens", type=int, default=None, help="drop records longer than this under --tokenizer's chat template (--in only)")
     p.add_argument("--tokenizer", default=None, help="model whose tokenizer measures --max-tokens (e.g. smollm2-135m)")
     p.add_argument("--embedder", default="minilm"); p.add_argument("--cache", default=None, help="embedding cache (default OUT/embed_cache)")
@@ -445,7 +453,7 @@ def select_main(argv:list|None=None) -> int:
                 if not a.tokenizer: p.error("--max-tokens needs --tokenizer")
                 recs, too_long = drop_too_long(recs, a.max_tokens, a.tokenizer)
             chosen, _, sel, rep = select_records(recs, a.budget, a.embedder, a.cache or out / "embed_cache",
-                                                 per_task=a.per_task, progress=not a.no_progress, **kw)
+                                                 per_task=a.per_task, by_subtask=a.by_subtask, progress=not a.no_progress, **kw)
             write_jsonl(out / "selected.jsonl", chosen)
             rep.update(inputs=[str(f) for f in files], max_tokens=a.max_tokens, too_long=too_long)
     except (ValueError, OSError) as e:                 # bad data, missing or unreadable files

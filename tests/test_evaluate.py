@@ -123,3 +123,31 @@ def test_cli(split, tmp_path):
     assert len((tmp_path / "e" / "heldout_completions.jsonl").read_text().splitlines()) == 2
     bad = subprocess.run(cmd[:7] + [str(tmp_path / "missing")] + cmd[8:], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "--data" in bad.stderr and "no such directory" in bad.stderr
+
+
+def test_reuse_only_the_same_evaluation(split, tmp_path):
+    _, test, _ = split
+    class Count:
+        n = 0
+        def generate(self, convs, n=1, **kw):
+            Count.n += len(convs); return [["Node:\n1: x\nEdge: (START,1) (1,END)"] for _ in convs]
+    a = ev.evaluate("m", test, tmp_path, limit=2, max_new_tokens=8, generator=Count(), progress=False)
+    assert Count.n == 4
+    b = ev.evaluate("m", test, tmp_path, limit=2, max_new_tokens=8, generator=Count(), progress=False, reuse=True)
+    assert Count.n == 4 and b == json.loads(json.dumps(a))        # read back, not regenerated
+    ev.evaluate("m", test, tmp_path, limit=2, max_new_tokens=16, generator=Count(), progress=False, reuse=True)
+    assert Count.n == 8                                             # another setting: evaluated again
+    ev.evaluate("m", test, tmp_path, limit=1, max_new_tokens=16, generator=Count(), progress=False, reuse=True)
+    assert Count.n == 10
+    ev.evaluate("m", test, tmp_path, limit=1, max_new_tokens=16, generator=Count(), progress=False, reuse=False)
+    assert Count.n == 12
+
+
+def test_eval_dtype_reaches_the_model(split, tmp_path):
+    import torch
+    from magicagent.models import get_generator
+    g = get_generator("tiny-random", dtype="bfloat16")
+    assert next(g.model.parameters()).dtype == torch.bfloat16
+    _, test, _ = split
+    res = ev.evaluate("tiny-random", test, tmp_path, limit=1, max_new_tokens=4, generator=g, progress=False, dtype="bfloat16")
+    assert res["dtype"] == "bfloat16" and res["overall"]["n"] == 2

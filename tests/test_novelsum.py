@@ -315,3 +315,14 @@ def test_cli_max_tokens(tmp_path):
     assert recs[0]["id"] not in (tmp_path / "o/selected.jsonl").read_text()
     r = _cli("--in", tmp_path / "in", "--budget", 8, "--out", tmp_path / "o2", "--max-tokens", 200)
     assert r.returncode == 2 and "--max-tokens needs --tokenizer" in r.stderr
+
+
+def test_balance_by_subtask(tmp_path):
+    recs = _records(12)
+    for i, r in enumerate(recs):
+        if r["task"] == "scheduling": r["subtask"] = ("trip", "meeting", "calendar")[i % 3]
+    assert ns.record_group(recs[0], by_subtask=True) == "scheduling/trip" and ns.record_group(recs[0]) == "scheduling"
+    assert ns.record_group(recs[-1], by_subtask=True) == "orchestration"               # no subtask: the task
+    chosen, _, sel, rep = ns.select_records(recs, 12, cache_dir=tmp_path, per_task=True, by_subtask=True, neighbors=3)
+    assert rep["selected_per_group"] == {"orchestration": 3, "scheduling/calendar": 3, "scheduling/meeting": 3, "scheduling/trip": 3}
+    assert rep["by_subtask"] and len(rep["novelsum_random_stratified"]) == 5

@@ -153,3 +153,37 @@ def test_full_profile_matches_table8(tmp_path):
     assert (c.adam_beta1, c.adam_beta2, c.num_train_epochs, c.max_steps) == (0.9, 0.95, 1, -1)
     assert (c.per_device_train_batch_size, c.gradient_accumulation_steps) == (4, 1)
     assert c.assistant_only_loss and c.max_length == 22528 and v["model"] == "Qwen/Qwen3-32B"
+
+
+def test_too_long_samples_are_left_out_and_counted(data, tmp_path):
+    recs = list(read_jsonl(data[0].with_name("short.jsonl"), as_sample=True))[:4]
+    long = Sample(id="long-1", task="orchestration", messages=[{"role": "user", "content": "city " * 300},
+                                                               {"role": "assistant", "content": "Node:\n1: go"}])
+    tr = sft.build_sft_trainer(smoke(max_seq_length=128), recs + [long], tmp_path)
+    assert tr.dropped_too_long == 1 and len(tr.train_dataset) == 4
+    assert all(len(r["input_ids"]) <= 128 for r in tr.train_dataset)
+    with pytest.raises(ValueError, match="longer than max_seq_length=128"):
+        sft.build_sft_trainer(smoke(max_seq_length=128), [long], tmp_path / "x")
+
+
+def test_mixed_precision_and_sampling_from_the_profile(tmp_path):
+    assert [sft.mixed_precision(load_profile(p)) for p in ("smoke", "cpu", "gpu", "full")] == ["no", "bf16", "bf16", "bf16"]
+    assert sft.mixed_precision({"dtype": "float16"}) == "fp16" and sft.mixed_precision({"dtype": "float32", "mixed_precision": "bf16"}) == "bf16"
+    with pytest.raises(ValueError, match="mixed_precision 'bf17'"): sft.mixed_precision({"mixed_precision": "bf17"})
+    cpu = load_profile("cpu")
+    kw = sft.sft_args(cpu, tmp_path)
+    assert kw["bf16"] and cpu["dtype"] == "float32"                # fp32 weights, bf16 autocast
+    assert kw["train_sampling_strategy"] == "group_by_length" and kw["warmup_steps"] == 0.05
+    assert sft.sft_args(smoke(), tmp_path)["train_sampling_strategy"] == "random"
+    cmd = launch_command("sft", {**cpu, "num_gpus": 2})
+    assert cmd[cmd.index("--mixed_precision") + 1] == "bf16"
+
+
+def test_bf16_autocast_step_on_cpu(data, tmp_path):
+    "One optimiser step with bf16 autocast and fp32 weights: the weights stay fp32 and change."
+    recs = list(read_jsonl(data[0].with_name("short.jsonl"), as_sample=True))[:2]
+    m = sft.train_sft(smoke(mixed_precision="bf16", sft_max_steps=1, sft_lr=1e-2, max_seq_length=128), recs, tmp_path)
+    assert m["global_step"] == 1 and m["args"]["bf16"] is True and m["dropped_too_long"] == 0
+    from safetensors.torch import load_file
+    w = load_file(tmp_path / "final" / "model.safetensors")
+    assert all(v.dtype == torch.float32 for v in w.values())
