@@ -108,11 +108,13 @@ def load_tokenizer(name:str):
 
 def load_causal_lm(name:str, dtype:str|None=None, device:str|None=None):
     "Load causal LM `name` (registry name, hub id or path) for training or generation."
-    if name == "tiny-random": model, _ = build_tiny_random()
+    import torch
+    dt = getattr(torch, dtype) if isinstance(dtype, str) and dtype not in ("auto",) else dtype
+    if name == "tiny-random":
+        model, _ = build_tiny_random()
+        if dt is not None: model = model.to(dt)
     else:
-        import torch
         from transformers import AutoModelForCausalLM
-        dt = getattr(torch, dtype) if isinstance(dtype, str) and dtype not in ("auto",) else dtype
         model = AutoModelForCausalLM.from_pretrained(resolve_model(name), dtype=dt or "auto")
     return model.to(device) if device else model
 
