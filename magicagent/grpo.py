@@ -42,7 +42,7 @@ def grpo_args(values:dict,          # profile values
               **overrides) -> dict:
     "The `GRPOConfig` keyword arguments for a profile."
     import torch
-    from magicagent.sft import mixed_precision
+    from magicagent.pipeline import mixed_precision
     mp = mixed_precision(values)
     bs, ga, gpus = int(values.get("grpo_batch_size", 4)), int(values.get("grpo_grad_accum") or 1), max(1, int(values.get("num_gpus") or 1))
     kw = dict(output_dir=str(output_dir), learning_rate=float(values["grpo_lr"]), max_steps=int(values.get("grpo_max_steps", -1)),

@@ -13,8 +13,8 @@ from .core import write_json, atomic_open
 # %% auto #0
 __all__ = ['PROFILES', 'STAGES', 'SUBCOMMANDS', 'HELP', 'find_settings', 'parse_value', 'load_profile', 'find_nbs_dir',
            'list_notebooks', 'select_notebooks', 'NotebookFailed', 'declared_parameters', 'execute_notebook',
-           'run_pipeline', 'config_path', 'launch_command', 'stream', 'run_stage', 'sbatch_script', 'render_readme',
-           'run_main', 'main']
+           'run_pipeline', 'config_path', 'mixed_precision', 'launch_command', 'stream', 'run_stage', 'sbatch_script',
+           'render_readme', 'run_main', 'main']
 
 # %% ../nbs/90_pipeline.ipynb #e0a60991
 PROFILES = ("smoke", "cpu", "gpu", "full")
@@ -172,6 +172,13 @@ def config_path(name:str) -> Path:
     return f
 
 # %% ../nbs/90_pipeline.ipynb #60f898dd
+def mixed_precision(values:dict) -> str:
+    "`bf16`, `fp16` or `no`: the profile's `mixed_precision`, else implied by its `dtype`."
+    mp = (values.get("mixed_precision") or "").strip()
+    if not mp: mp = {"bfloat16": "bf16", "float16": "fp16"}.get(values.get("dtype") or "", "no")
+    if mp not in ("bf16", "fp16", "no"): raise ValueError(f"mixed_precision {mp!r}; expected bf16, fp16 or no")
+    return mp
+
 def launch_command(stage:str,            # a training stage of `STAGES`
                    values:dict,          # the profile's values (num_gpus, num_nodes, deepspeed, dtype…)
                    extra:list|None=None  # further CLI arguments for the stage
@@ -185,8 +192,7 @@ def launch_command(stage:str,            # a training stage of `STAGES`
                 "--main_process_ip", os.environ.get("MAIN_PROCESS_IP", "${MAIN_PROCESS_IP}"),
                 "--main_process_port", os.environ.get("MAIN_PROCESS_PORT", "29500")]
     else: cmd += ["--multi_gpu"] if gpus > 1 and not values.get("deepspeed") else []
-    mp = (values.get("mixed_precision") or "").strip() or {"bfloat16": "bf16", "float16": "fp16"}.get(values.get("dtype") or "", "no")
-    cmd += ["--mixed_precision", mp]
+    cmd += ["--mixed_precision", mixed_precision(values)]
     if values.get("deepspeed"):
         cmd += ["--use_deepspeed", "--deepspeed_config_file", str(config_path(values["deepspeed"]))]
     cmd += ["-m", "magicagent.pipeline", stage, "--profile", values.get("profile", "smoke")]

@@ -11,8 +11,8 @@ from pathlib import Path
 from .core import RunDir, Sample, read_jsonl, write_json, atomic_open, seed_everything
 
 # %% auto #0
-__all__ = ['training_template', 'sft_rows', 'training_records', 'mixed_precision', 'sft_args', 'load_policy', 'DataOrderTrainer',
-           'data_order', 'build_sft_trainer', 'last_checkpoint', 'train_sft', 'run_dir', 'sft_main']
+__all__ = ['training_template', 'sft_rows', 'training_records', 'sft_args', 'load_policy', 'DataOrderTrainer', 'data_order',
+           'build_sft_trainer', 'last_checkpoint', 'train_sft', 'run_dir', 'sft_main']
 
 # %% ../nbs/30_sft.ipynb #c63f4db5
 _CHATML_TURN = "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
@@ -48,12 +48,7 @@ def training_records(rd:RunDir) -> list:
     return [s for f in files for s in read_jsonl(f, as_sample=True)]
 
 # %% ../nbs/30_sft.ipynb #9a0029b3
-def mixed_precision(values:dict) -> str:
-    "`bf16`, `fp16` or `no`: the profile's `mixed_precision`, else implied by its `dtype`."
-    mp = (values.get("mixed_precision") or "").strip()
-    if not mp: mp = {"bfloat16": "bf16", "float16": "fp16"}.get(values.get("dtype") or "", "no")
-    if mp not in ("bf16", "fp16", "no"): raise ValueError(f"mixed_precision {mp!r}; expected bf16, fp16 or no")
-    return mp
+from .pipeline import mixed_precision   # the profile's training precision, shared with the launcher
 
 def sft_args(values:dict,            # profile values (`magicagent.pipeline.load_profile`)
              output_dir:str|Path,    # checkpoints go here

@@ -94,17 +94,9 @@ def test_ten_thousand_samples_valid(samples):
     assert len({s.id for s in out}) == 10_000
     assert sum(m["rejected"].values()) + m["accepted"] == m["stages"]["candidates"]
 
-def test_same_bytes_one_and_two_workers(tmp_path):
+def test_same_bytes_one_and_two_workers(same_bytes_one_and_two_workers):
     "In-process with one worker, through the CLI with two: the same bytes."
-    from magicagent.synth.base import synthesize
-    m = synthesize("long_horizon", 200, tmp_path / "w1", seed=5, workers=1, progress=False)
-    assert m["accepted"] == 200
-    r = subprocess.run([sys.executable, "-m", "magicagent.pipeline", "synth", "--task", "long_horizon", "--n", "200", "--seed", "5",
-                        "--out", str(tmp_path / "w2"), "--workers", "2", "--no-progress"], capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert json.loads((tmp_path / "w2" / "manifest.json").read_text())["long_horizon"]["accepted"] == 200
-    a, b = (tmp_path / "w1" / "long_horizon.jsonl").read_bytes(), (tmp_path / "w2" / "long_horizon.jsonl").read_bytes()
-    assert a == b and a.count(b"\n") == 200
+    same_bytes_one_and_two_workers("long_horizon", 200, seed=5)
 
 def test_llm_teacher_refused_clearly():
     with pytest.raises(ValueError, match="template teacher"): lh.make_sample(0, 0, teacher="llm")

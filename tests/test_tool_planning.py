@@ -164,17 +164,9 @@ def test_ten_thousand_samples_valid(samples):
     assert set(trans) == set(tp.TRANSITIONS), trans
     assert sum(m["rejected"].values()) + m["accepted"] == m["stages"]["candidates"]
 
-def test_same_bytes_one_and_two_workers(tmp_path):
+def test_same_bytes_one_and_two_workers(same_bytes_one_and_two_workers):
     "In-process with one worker, through the CLI with two: the same bytes."
-    from magicagent.synth.base import synthesize
-    m = synthesize("tool_planning", 300, tmp_path / "w1", seed=3, workers=1, progress=False)
-    assert m["accepted"] == 300
-    r = subprocess.run([sys.executable, "-m", "magicagent.pipeline", "synth", "--task", "tool_planning", "--n", "300", "--seed", "3",
-                        "--out", str(tmp_path / "w2"), "--workers", "2", "--no-progress"], capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert json.loads((tmp_path / "w2" / "manifest.json").read_text())["tool_planning"]["accepted"] == 300
-    a, b = (tmp_path / "w1" / "tool_planning.jsonl").read_bytes(), (tmp_path / "w2" / "tool_planning.jsonl").read_bytes()
-    assert a == b and a.count(b"\n") == 300
+    same_bytes_one_and_two_workers("tool_planning", 300, seed=3)
 
 def test_llm_teacher_refused_clearly():
     with pytest.raises(ValueError, match="template teacher"): tp.make_sample(0, 0, teacher="llm")
