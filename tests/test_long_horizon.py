@@ -1,5 +1,5 @@
 "Long-horizon tool execution (§3.5): task construction, episodes, labels, widening, and 10,000 emitted samples."
-import json, random, subprocess, sys
+import json, random, sys
 from collections import Counter
 import pytest
 

@@ -1,5 +1,5 @@
 "Tool-augmented planning (§3.2): the API simulator's properties, call validation, and 10,000 emitted samples."
-import json, random, subprocess, sys, zlib
+import json, random, sys, zlib
 from collections import Counter
 import pytest
 from hypothesis import given, settings, strategies as st, HealthCheck
