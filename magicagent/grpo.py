@@ -6,13 +6,14 @@ Docs: https://magicagent.github.io/magicagent/grpo.html.md"""
 
 # %% ../nbs/41_grpo.ipynb #1d0e5ece
 from __future__ import annotations
-import json, sys, time
-from collections import defaultdict
+import itertools, json, sys, time
+from collections import Counter, defaultdict
 from pathlib import Path
 from .core import STATIC_TASKS, RunDir, Sample, read_jsonl, write_json, seed_everything
 
 # %% auto #0
-__all__ = ['TASK_PROMPTS', 'rl_prompt', 'rl_rows', 'grpo_args', 'build_grpo_trainer', 'reward_curves', 'train_grpo', 'grpo_main']
+__all__ = ['TASK_PROMPTS', 'rl_prompt', 'rl_rows', 'rl_records', 'grpo_records', 'grpo_args', 'build_grpo_trainer',
+           'reward_curves', 'train_grpo', 'grpo_main']
 
 # %% ../nbs/41_grpo.ipynb #c199ce27
 TASK_PROMPTS = {
@@ -36,7 +37,55 @@ def rl_rows(samples:list) -> list:
     return [{"prompt": rl_prompt(s), "task": s.task, "gold": json.dumps(s.gold, ensure_ascii=False, sort_keys=True),
              "scenario": s.scenario} for s in samples]
 
-# %% ../nbs/41_grpo.ipynb #ce86b940
+# %% ../nbs/41_grpo.ipynb #8d3ab3ee
+def rl_records(pool:list,                 # Sample records (the synthesized pool)
+               exclude=(),                # ids to leave out (the SFT data)
+               per_group:int|None=None,   # at most this many per task/subtask group; None: all
+               seed:int=0,
+               by_subtask:bool=True       # balance over task/subtask groups, else over tasks
+              ) -> list:
+    "RL prompts from `pool` minus `exclude`: a seeded draw of `per_group` per group, the groups interleaved round-robin."
+    import random
+    from magicagent.novelsum import record_group
+    ex, groups = set(exclude), defaultdict(list)
+    for s in pool:
+        if s.id not in ex: groups[record_group(s, by_subtask)].append(s)
+    rng, picked = random.Random(seed), []
+    for g in sorted(groups):
+        rs = sorted(groups[g], key=lambda s: s.id)
+        picked.append(rs if per_group is None or per_group >= len(rs) else rng.sample(rs, per_group))
+    return [s for row in itertools.zip_longest(*picked) for s in row if s is not None]
+
+def grpo_records(rd:RunDir, values:dict,
+                 tokenizer=None          # for the `max_seq_length` filter (a tokenizer or a model name); None: no filter
+                ) -> tuple:
+    "`(records, info)`: the GRPO prompts of a run, as the profile's `grpo_data` says (`unselected` or `selected`)."
+    from magicagent.sft import training_records
+    src = values.get("grpo_data") or "selected"
+    if src not in ("selected", "unselected"):
+        raise ValueError(f"grpo_data: expected 'selected' or 'unselected', got {src!r}")
+    sft = [s for s in training_records(rd) if s.task in TASK_PROMPTS]
+    if src == "selected": recs, dropped = sft, {}
+    else:
+        files = sorted(f for f in rd.stage("synth", mkdir=False).glob("*.jsonl"))
+        pool = [s for f in files for s in read_jsonl(f, as_sample=True) if s.task in TASK_PROMPTS]
+        seen = {x.id for x in sft}
+        pool = [s for s in pool if s.id not in seen]
+        dropped = {}
+        if tokenizer is not None and values.get("max_seq_length"):
+            from magicagent.novelsum import drop_too_long
+            pool, dropped = drop_too_long(pool, int(values["max_seq_length"]), tokenizer)
+        n = values.get("grpo_prompts_per_group")
+        recs = rl_records(pool, per_group=int(n) if n not in (None, "") else None, seed=int(values.get("seed", 0)),
+                          by_subtask=str(values.get("select_by_subtask", "true")).lower() in ("1", "true", "yes"))
+        if not recs:
+            raise ValueError(f"grpo_data = unselected: no records in {rd.stage('synth', mkdir=False)} outside the SFT data "
+                             "(SFT trained on the whole pool); set grpo_data = selected or run the selection stage")
+    info = {"grpo_data": src, "prompts": len(recs), "per_task": dict(sorted(Counter(s.task for s in recs).items())),
+            "too_long": dropped}
+    return recs, info
+
+# %% ../nbs/41_grpo.ipynb #315d5728
 def grpo_args(values:dict,          # profile values
               output_dir:str|Path,
               **overrides) -> dict:
@@ -53,9 +102,11 @@ def grpo_args(values:dict,          # profile values
               use_vllm=bool(values.get("use_vllm")), weight_decay=float(values.get("weight_decay", 0.0)),
               adam_beta1=float(values.get("adam_beta1", 0.9)), adam_beta2=float(values.get("adam_beta2", 0.999)),
               lr_scheduler_type=values.get("lr_scheduler", "linear"), bf16=mp == "bf16", fp16=mp == "fp16",
+              loss_type=values.get("grpo_loss_type") or "grpo",
               reward_weights=[float(values.get("reward_weights", 1.0))], logging_steps=1, save_strategy="steps",
               save_steps=int(values.get("grpo_save_steps") or 50), save_total_limit=2, seed=int(values.get("seed", 0)),
               report_to="none", use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0)
+    if values.get("gradient_checkpointing") is not None: kw["gradient_checkpointing"] = bool(values["gradient_checkpointing"])
     if kw["use_vllm"]: kw["vllm_mode"] = values.get("vllm_mode", "colocate")
     if values.get("deepspeed"):
         from magicagent.pipeline import config_path
@@ -87,7 +138,7 @@ def reward_curves(log_history:list) -> dict:
     return dict(out)
 
 def train_grpo(values:dict, samples:list, output_dir:str|Path, model_name:str, resume:bool=True,
-               callbacks:list|None=None, **overrides) -> dict:
+               callbacks:list|None=None, data_info:dict|None=None, **overrides) -> dict:
     "GRPO from `model_name`; save `final/` and `metrics.json`; return the metrics."
     from transformers.trainer_utils import get_last_checkpoint
     out = Path(output_dir); out.mkdir(parents=True, exist_ok=True)
@@ -98,7 +149,7 @@ def train_grpo(values:dict, samples:list, output_dir:str|Path, model_name:str, r
     if tr.is_world_process_zero():
         tr.model.save_pretrained(out / "final"); tr.processing_class.save_pretrained(out / "final")
     m = {"global_step": tr.state.global_step, "resumed_from": ckpt, "start_model": str(model_name), "train_loss": res.training_loss,
-         "seconds": round(time.time() - t0, 1), "samples": len(samples), "curves": reward_curves(tr.state.log_history),
+         "seconds": round(time.time() - t0, 1), "samples": len(samples), "data": data_info or {}, "curves": reward_curves(tr.state.log_history),
          "log_history": tr.state.log_history,
          "args": {k: v for k, v in grpo_args(values, out, **overrides).items() if isinstance(v, (int, float, str, bool, type(None)))}}
     if tr.is_world_process_zero(): write_json(out / "metrics.json", m)
@@ -109,11 +160,11 @@ def grpo_main(argv:list|None=None) -> int:
     "Entry point of `magicagent grpo --profile NAME [--model SFT_DIR] [--data JSONL] [--out DIR] [--max-steps N]`."
     import argparse
     from magicagent.pipeline import load_profile
-    from magicagent.sft import run_dir, training_records
+    from magicagent.sft import run_dir
     p = argparse.ArgumentParser(prog="magicagent grpo", description="GRPO with the unified reward (§4.2.2).")
     p.add_argument("--profile", default="smoke"); p.add_argument("--run-root", default=None)
     p.add_argument("--model", default=None, help="start policy (default: runs/<profile>/sft/final)")
-    p.add_argument("--data", default=None, help="a Sample JSONL (default: the SFT data of the run)")
+    p.add_argument("--data", default=None, help="a Sample JSONL (default: the profile's grpo_data: the pool minus the SFT data, or the SFT data)")
     p.add_argument("--out", default=None, help="default: runs/<profile>/grpo")
     p.add_argument("--max-steps", type=int, default=None); p.add_argument("--no-resume", action="store_true")
     a = p.parse_args(argv)
@@ -123,9 +174,12 @@ def grpo_main(argv:list|None=None) -> int:
     start = a.model or str(rd.stage("sft", mkdir=False) / "final")
     if not a.model and not Path(start).exists():
         print(f"magicagent grpo: error: no SFT policy at {start}; run `magicagent sft --profile {a.profile}` or pass --model", file=sys.stderr); return 2
-    try: samples = list(read_jsonl(a.data, as_sample=True)) if a.data else training_records(rd)
+    try:
+        if a.data:
+            samples = [s for s in read_jsonl(a.data, as_sample=True) if s.task in TASK_PROMPTS]
+            info = {"grpo_data": str(a.data), "prompts": len(samples), "per_task": dict(sorted(Counter(s.task for s in samples).items()))}
+        else: samples, info = grpo_records(rd, values, tokenizer=start)
     except (FileNotFoundError, ValueError) as e: print(f"magicagent grpo: error: {e}", file=sys.stderr); return 2
-    samples = [s for s in samples if s.task in TASK_PROMPTS]
-    m = train_grpo(values, samples, Path(a.out) if a.out else rd.stage("grpo"), start, resume=not a.no_resume)
-    print(json.dumps({k: m[k] for k in ("global_step", "train_loss", "seconds", "samples", "start_model")}))
+    m = train_grpo(values, samples, Path(a.out) if a.out else rd.stage("grpo"), start, resume=not a.no_resume, data_info=info)
+    print(json.dumps({k: m[k] for k in ("global_step", "train_loss", "seconds", "samples", "start_model", "data")}))
     return 0

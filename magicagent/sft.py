@@ -69,7 +69,7 @@ def sft_args(values:dict,            # profile values (`magicagent.pipeline.load
               save_steps=int(values.get("sft_save_steps") or 50), save_total_limit=2, seed=int(values.get("seed", 0)),
               data_seed=int(values.get("seed", 0)), report_to="none", use_cpu=not torch.cuda.is_available(),
               dataloader_num_workers=0)
-    if values.get("gradient_checkpointing"): kw["gradient_checkpointing"] = True
+    if values.get("gradient_checkpointing") is not None: kw["gradient_checkpointing"] = bool(values["gradient_checkpointing"])
     if values.get("deepspeed"):
         from magicagent.pipeline import config_path
         kw["deepspeed"] = str(config_path(values["deepspeed"]))

@@ -87,3 +87,71 @@ def test_cli_needs_an_sft_policy(tmp_path):
     r = subprocess.run([sys.executable, "-m", "magicagent.pipeline", "grpo", "--profile", "smoke", "--run-root", str(tmp_path)],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "no SFT policy" in r.stderr
+
+
+def _rec(i, task, subtask=None):
+    return Sample(id=f"{task}-{subtask}-{i}", task=task, subtask=subtask,
+                  messages=[{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": "a"}])
+
+
+def test_rl_records_balanced_disjoint_and_seeded():
+    pool = [_rec(i, t, st) for t, st, n in (("decomposition", None, 7), ("scheduling", "trip", 4), ("scheduling", "calendar", 9))
+            for i in range(n)]
+    sft_ids = {pool[0].id, pool[7].id}
+    got = grpo.rl_records(pool, exclude=sft_ids, per_group=3, seed=1)
+    assert not sft_ids & {s.id for s in got}
+    by = {}
+    for s in got: by[(s.task, s.subtask)] = by.get((s.task, s.subtask), 0) + 1
+    assert by == {("decomposition", None): 3, ("scheduling", "trip"): 3, ("scheduling", "calendar"): 3}
+    assert [(s.task, s.subtask) for s in got[:3]] == [("decomposition", None), ("scheduling", "calendar"), ("scheduling", "trip")]
+    assert [s.id for s in got] == [s.id for s in grpo.rl_records(list(reversed(pool)), exclude=sft_ids, per_group=3, seed=1)]
+    assert [s.id for s in got] != [s.id for s in grpo.rl_records(pool, exclude=sft_ids, per_group=3, seed=2)]
+    every = grpo.rl_records(pool, exclude=sft_ids)                 # per_group None: all of the rest
+    assert len(every) == len(pool) - 2 and len({s.id for s in every}) == len(every)
+    by_task = grpo.rl_records(pool, per_group=2, by_subtask=False)
+    assert sorted(s.task for s in by_task) == ["decomposition"] * 2 + ["scheduling"] * 2
+
+
+def test_grpo_records_sources(tmp_path):
+    from magicagent.core import RunDir
+    rd = RunDir("cpu", tmp_path)
+    pool = [_rec(i, "orchestration") for i in range(6)] + [_rec(i, "scheduling", "meeting") for i in range(6)]
+    write_jsonl(rd.stage("synth") / "orchestration.jsonl", pool[:6]); write_jsonl(rd.stage("synth") / "scheduling.jsonl", pool[6:])
+    v = {"seed": 0, "select_by_subtask": True}
+    # no selection yet: SFT trains on the whole pool, so nothing is left unseen
+    with pytest.raises(ValueError, match="grpo_data = unselected"):
+        grpo.grpo_records(rd, {**v, "grpo_data": "unselected"})
+    write_jsonl(rd.stage("select") / "selected.jsonl", [pool[0], pool[6], pool[7]])
+    recs, info = grpo.grpo_records(rd, {**v, "grpo_data": "unselected"})
+    assert {s.id for s in recs} == {s.id for s in pool} - {pool[0].id, pool[6].id, pool[7].id}
+    assert info["per_task"] == {"orchestration": 5, "scheduling": 4} and info["grpo_data"] == "unselected"
+    recs, _ = grpo.grpo_records(rd, {**v, "grpo_data": "unselected", "grpo_prompts_per_group": 2})
+    assert [s.task for s in recs] == ["orchestration", "scheduling"] * 2
+    recs, info = grpo.grpo_records(rd, {**v, "grpo_data": "selected"})
+    assert [s.id for s in recs] == [pool[0].id, pool[6].id, pool[7].id] and info["prompts"] == 3
+    with pytest.raises(ValueError, match="grpo_data"):
+        grpo.grpo_records(rd, {**v, "grpo_data": "everything"})
+
+
+def test_grpo_records_drops_what_sft_could_not_fit(tmp_path):
+    from magicagent.core import RunDir
+    from magicagent.models import build_tiny_random
+    _, tok = build_tiny_random()
+    rd = RunDir("cpu", tmp_path)
+    pool = [_rec(i, "orchestration") for i in range(4)]
+    pool[3].messages[0]["content"] = "word " * 400
+    write_jsonl(rd.stage("synth") / "orchestration.jsonl", pool); write_jsonl(rd.stage("select") / "selected.jsonl", pool[:1])
+    recs, info = grpo.grpo_records(rd, {"grpo_data": "unselected", "max_seq_length": 128}, tokenizer=tok)
+    assert [s.id for s in recs] == [pool[1].id, pool[2].id] and info["too_long"] == {"orchestration": 1}
+
+
+def test_loss_is_eq9_and_checkpointing_follows_the_profile(tmp_path):
+    from magicagent.sft import sft_args
+    for name in ("smoke", "cpu", "gpu", "full"):
+        assert grpo.grpo_args(load_profile(name), tmp_path)["loss_type"] == "grpo"
+    assert grpo.grpo_args({**load_profile("cpu"), "grpo_loss_type": "dapo"}, tmp_path)["loss_type"] == "dapo"
+    for f in (grpo.grpo_args, sft_args):
+        assert f(load_profile("cpu"), tmp_path)["gradient_checkpointing"] is False
+        assert "gradient_checkpointing" not in f(load_profile("full"), tmp_path)      # TRL's default: on
+        assert f({**load_profile("full"), "gradient_checkpointing": True}, tmp_path)["gradient_checkpointing"] is True
+
