@@ -106,7 +106,9 @@ def grpo_args(values:dict,          # profile values
               reward_weights=[float(values.get("reward_weights", 1.0))], logging_steps=1, save_strategy="steps",
               save_steps=int(values.get("grpo_save_steps") or 50), save_total_limit=2, seed=int(values.get("seed", 0)),
               report_to="none", use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0)
-    if values.get("gradient_checkpointing") is not None: kw["gradient_checkpointing"] = bool(values["gradient_checkpointing"])
+    gc = values.get("grpo_gradient_checkpointing")
+    if gc is None: gc = values.get("gradient_checkpointing")
+    if gc is not None: kw["gradient_checkpointing"] = bool(gc)
     if kw["use_vllm"]: kw["vllm_mode"] = values.get("vllm_mode", "colocate")
     if values.get("deepspeed"):
         from magicagent.pipeline import config_path

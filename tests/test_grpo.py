@@ -150,8 +150,10 @@ def test_loss_is_eq9_and_checkpointing_follows_the_profile(tmp_path):
     for name in ("smoke", "cpu", "gpu", "full"):
         assert grpo.grpo_args(load_profile(name), tmp_path)["loss_type"] == "grpo"
     assert grpo.grpo_args({**load_profile("cpu"), "grpo_loss_type": "dapo"}, tmp_path)["loss_type"] == "dapo"
+    assert sft_args(load_profile("cpu"), tmp_path)["gradient_checkpointing"] is False
+    assert grpo.grpo_args(load_profile("cpu"), tmp_path)["gradient_checkpointing"] is True    # its own key
+    assert grpo.grpo_args({**load_profile("cpu"), "grpo_gradient_checkpointing": None}, tmp_path)["gradient_checkpointing"] is False
     for f in (grpo.grpo_args, sft_args):
-        assert f(load_profile("cpu"), tmp_path)["gradient_checkpointing"] is False
         assert "gradient_checkpointing" not in f(load_profile("full"), tmp_path)      # TRL's default: on
         assert f({**load_profile("full"), "gradient_checkpointing": True}, tmp_path)["gradient_checkpointing"] is True
 
