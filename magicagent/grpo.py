@@ -60,6 +60,7 @@ def grpo_records(rd:RunDir, values:dict,
                  tokenizer=None          # for the `max_seq_length` filter (a tokenizer or a model name); None: no filter
                 ) -> tuple:
     "`(records, info)`: the GRPO prompts of a run, as the profile's `grpo_data` says (`unselected` or `selected`)."
+    from magicagent.pipeline import profile_flag
     from magicagent.sft import training_records
     src = values.get("grpo_data") or "selected"
     if src not in ("selected", "unselected"):
@@ -77,13 +78,16 @@ def grpo_records(rd:RunDir, values:dict,
             pool, dropped = drop_too_long(pool, int(values["max_seq_length"]), tokenizer)
         n = values.get("grpo_prompts_per_group")
         recs = rl_records(pool, per_group=int(n) if n not in (None, "") else None, seed=int(values.get("seed", 0)),
-                          by_subtask=str(values.get("select_by_subtask", "true")).lower() in ("1", "true", "yes"))
+                          by_subtask=profile_flag(values, "select_by_subtask", default=True))
         if not recs:
             raise ValueError(f"grpo_data = unselected: no records in {rd.stage('synth', mkdir=False)} outside the SFT data "
                              "(SFT trained on the whole pool); set grpo_data = selected or run the selection stage")
-    info = {"grpo_data": src, "prompts": len(recs), "per_task": dict(sorted(Counter(s.task for s in recs).items())),
-            "too_long": dropped}
-    return recs, info
+    return recs, _data_info(src, recs, dropped)
+
+def _data_info(src:str, recs:list, too_long:dict|None=None) -> dict:
+    "What `metrics.json` records of the GRPO prompts: their source, number, count per task and what was too long."
+    return {"grpo_data": src, "prompts": len(recs), "per_task": dict(sorted(Counter(s.task for s in recs).items())),
+            "too_long": too_long or {}}
 
 # %% ../nbs/41_grpo.ipynb #315d5728
 def grpo_args(values:dict,          # profile values
@@ -179,7 +183,7 @@ def grpo_main(argv:list|None=None) -> int:
     try:
         if a.data:
             samples = [s for s in read_jsonl(a.data, as_sample=True) if s.task in TASK_PROMPTS]
-            info = {"grpo_data": str(a.data), "prompts": len(samples), "per_task": dict(sorted(Counter(s.task for s in samples).items()))}
+            info = _data_info(str(a.data), samples)
         else: samples, info = grpo_records(rd, values, tokenizer=start)
     except (FileNotFoundError, ValueError) as e: print(f"magicagent grpo: error: {e}", file=sys.stderr); return 2
     m = train_grpo(values, samples, Path(a.out) if a.out else rd.stage("grpo"), start, resume=not a.no_resume, data_info=info)

@@ -13,8 +13,8 @@ from .core import write_json, atomic_open
 # %% auto #0
 __all__ = ['PROFILES', 'STAGES', 'SUBCOMMANDS', 'HELP', 'find_settings', 'parse_value', 'load_profile', 'find_nbs_dir',
            'list_notebooks', 'select_notebooks', 'NotebookFailed', 'declared_parameters', 'execute_notebook',
-           'run_pipeline', 'config_path', 'mixed_precision', 'launch_command', 'stream', 'run_stage', 'sbatch_script',
-           'render_readme', 'run_main', 'main']
+           'run_pipeline', 'config_path', 'mixed_precision', 'profile_flag', 'launch_command', 'stream', 'run_stage',
+           'sbatch_script', 'render_readme', 'run_main', 'main']
 
 # %% ../nbs/90_pipeline.ipynb #e0a60991
 PROFILES = ("smoke", "cpu", "gpu", "full")
@@ -178,6 +178,10 @@ def mixed_precision(values:dict) -> str:
     if not mp: mp = {"bfloat16": "bf16", "float16": "fp16"}.get(values.get("dtype") or "", "no")
     if mp not in ("bf16", "fp16", "no"): raise ValueError(f"mixed_precision {mp!r}; expected bf16, fp16 or no")
     return mp
+
+def profile_flag(values:dict, key:str, default:bool=False) -> bool:
+    "A yes/no profile value: `default` when `key` is missing, else whether it reads true, yes or 1 (any case)."
+    return default if key not in values else str(values[key]).lower() in ("1", "true", "yes")
 
 def launch_command(stage:str,            # a training stage of `STAGES`
                    values:dict,          # the profile's values (num_gpus, num_nodes, deepspeed, dtype…)

@@ -48,7 +48,7 @@ def training_records(rd:RunDir) -> list:
     return [s for f in files for s in read_jsonl(f, as_sample=True)]
 
 # %% ../nbs/30_sft.ipynb #9a0029b3
-from .pipeline import mixed_precision   # the profile's training precision, shared with the launcher
+from .pipeline import mixed_precision, profile_flag   # the profile's precision and yes/no values, shared with the launcher
 
 def sft_args(values:dict,            # profile values (`magicagent.pipeline.load_profile`)
              output_dir:str|Path,    # checkpoints go here
@@ -64,7 +64,7 @@ def sft_args(values:dict,            # profile values (`magicagent.pipeline.load
               adam_beta2=float(values.get("adam_beta2", 0.999)), lr_scheduler_type=values.get("lr_scheduler", "linear"),
               bf16=mp == "bf16", fp16=mp == "fp16", max_length=int(values.get("max_seq_length", 1024)),
               warmup_steps=float(values.get("warmup_ratio") or 0.0),
-              train_sampling_strategy="group_by_length" if str(values.get("group_by_length", "")).lower() in ("1", "true", "yes") else "random",
+              train_sampling_strategy="group_by_length" if profile_flag(values, "group_by_length") else "random",
               assistant_only_loss=True, packing=False, logging_steps=1, save_strategy="steps",
               save_steps=int(values.get("sft_save_steps") or 50), save_total_limit=2, seed=int(values.get("seed", 0)),
               data_seed=int(values.get("seed", 0)), report_to="none", use_cpu=not torch.cuda.is_available(),
