@@ -17,8 +17,8 @@ from .synth.base import iter_samples, simhash, hamming
 
 # %% auto #0
 __all__ = ['MAGICEVAL_TASKS', 'heldout_seed', 'prompt_text', 'NearDuplicateIndex', 'overlap_report', 'make_heldout',
-           'score_completions', 'summarize', 'generate_completions', 'load_split', 'evaluate', 'results_table',
-           'compare_table', 'eval_name', 'evaluate_main']
+           'score_completions', 'summarize', 'generate_completions', 'load_split', 'model_stamp', 'evaluate',
+           'results_table', 'compare_table', 'eval_name', 'evaluate_main']
 
 # %% ../nbs/31_evaluate.ipynb #6eb6807c
 def heldout_seed(seed:int # the run's base seed (the training pool's)
@@ -168,6 +168,13 @@ def load_split(data:str|Path, limit:int|None=None, tasks:tuple=STATIC_TASKS) -> 
     if not out: raise ValueError(f"--data {data}: no <task>.jsonl files with records")
     return out
 
+def model_stamp(model:str) -> str|None:
+    "For a model directory: a digest of its files' names, sizes and modification times (so retrained weights differ); else None."
+    p = Path(model)
+    if not p.is_dir(): return None
+    st = [(f.relative_to(p).as_posix(), f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(p.rglob("*")) if f.is_file()]
+    return hashlib.sha256(json.dumps(st).encode()).hexdigest()[:16]
+
 def evaluate(model:str,               # model name or path (see `magicagent.models`)
              data:str|Path,           # held-out directory
              out_dir:str|Path,        # where `heldout.json` goes
@@ -178,12 +185,13 @@ def evaluate(model:str,               # model name or path (see `magicagent.mode
              generator=None,          # a ready `Generator` (else built from `model` and `backend`)
              progress:bool=True,
              dtype:str|None=None,     # weights dtype for the transformers backend (e.g. bfloat16: faster on CPUs with bf16)
-             reuse:bool=False         # return `out_dir/heldout.json` if it holds this very evaluation (same model, data, settings)
+             reuse:bool=False         # return `out_dir/heldout.json` if it holds this very evaluation (same model and weights, data, settings)
             ) -> dict:
     "Evaluate `model` on the held-out split; write and return the summary."
     samples = load_split(data, limit)
     key = {"model": model, "backend": backend, "data": str(data), "limit": limit, "max_new_tokens": max_new_tokens,
-           "dtype": dtype, "ids": hashlib.sha256("\n".join(s.id for s in samples).encode()).hexdigest()[:16]}
+           "dtype": dtype, "ids": hashlib.sha256("\n".join(s.id for s in samples).encode()).hexdigest()[:16],
+           "model_stamp": model_stamp(model)}
     out_dir = Path(out_dir)
     if reuse and (out_dir / "heldout.json").exists():
         old = json.loads((out_dir / "heldout.json").read_text())

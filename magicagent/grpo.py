@@ -78,7 +78,7 @@ def grpo_records(rd:RunDir, values:dict,
             pool, dropped = drop_too_long(pool, int(values["max_seq_length"]), tokenizer)
         n = values.get("grpo_prompts_per_group")
         recs = rl_records(pool, per_group=int(n) if n not in (None, "") else None, seed=int(values.get("seed", 0)),
-                          by_subtask=profile_flag(values, "select_by_subtask", default=True))
+                          by_subtask=profile_flag(values, "grpo_by_subtask", default=False))
         if not recs:
             raise ValueError(f"grpo_data = unselected: no records in {rd.stage('synth', mkdir=False)} outside the SFT data "
                              "(SFT trained on the whole pool); set grpo_data = selected or run the selection stage")
@@ -95,7 +95,7 @@ def grpo_args(values:dict,          # profile values
               **overrides) -> dict:
     "The `GRPOConfig` keyword arguments for a profile."
     import torch
-    from magicagent.pipeline import mixed_precision
+    from magicagent.pipeline import mixed_precision, profile_flag
     mp = mixed_precision(values)
     bs, ga, gpus = int(values.get("grpo_batch_size", 4)), int(values.get("grpo_grad_accum") or 1), max(1, int(values.get("num_gpus") or 1))
     kw = dict(output_dir=str(output_dir), learning_rate=float(values["grpo_lr"]), max_steps=int(values.get("grpo_max_steps", -1)),
@@ -106,7 +106,7 @@ def grpo_args(values:dict,          # profile values
               use_vllm=bool(values.get("use_vllm")), weight_decay=float(values.get("weight_decay", 0.0)),
               adam_beta1=float(values.get("adam_beta1", 0.9)), adam_beta2=float(values.get("adam_beta2", 0.999)),
               lr_scheduler_type=values.get("lr_scheduler", "linear"), bf16=mp == "bf16", fp16=mp == "fp16",
-              loss_type=values.get("grpo_loss_type") or "grpo",
+              loss_type=values.get("grpo_loss_type") or "grpo", mask_truncated_completions=profile_flag(values, "grpo_mask_truncated"),
               reward_weights=[float(values.get("reward_weights", 1.0))], logging_steps=1, save_strategy="steps",
               save_steps=int(values.get("grpo_save_steps") or 50), save_total_limit=2, seed=int(values.get("seed", 0)),
               report_to="none", use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0)

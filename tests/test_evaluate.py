@@ -141,6 +141,13 @@ def test_reuse_only_the_same_evaluation(split, tmp_path):
     assert Count.n == 10
     ev.evaluate("m", test, tmp_path, limit=1, max_new_tokens=16, generator=Count(), progress=False, reuse=False)
     assert Count.n == 12
+    mdir = tmp_path / "model"; mdir.mkdir(); (mdir / "model.safetensors").write_bytes(b"v1")
+    ev.evaluate(str(mdir), test, tmp_path, limit=1, generator=Count(), progress=False, reuse=True)
+    ev.evaluate(str(mdir), test, tmp_path, limit=1, generator=Count(), progress=False, reuse=True)
+    assert Count.n == 14                                            # the same weights: read back
+    (mdir / "model.safetensors").write_bytes(b"v2 retrained")
+    ev.evaluate(str(mdir), test, tmp_path, limit=1, generator=Count(), progress=False, reuse=True)
+    assert Count.n == 16                                            # retrained in place: evaluated again
 
 
 def test_eval_dtype_reaches_the_model(split, tmp_path):

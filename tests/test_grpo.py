@@ -117,7 +117,7 @@ def test_grpo_records_sources(tmp_path):
     rd = RunDir("cpu", tmp_path)
     pool = [_rec(i, "orchestration") for i in range(6)] + [_rec(i, "scheduling", "meeting") for i in range(6)]
     write_jsonl(rd.stage("synth") / "orchestration.jsonl", pool[:6]); write_jsonl(rd.stage("synth") / "scheduling.jsonl", pool[6:])
-    v = {"seed": 0, "select_by_subtask": True}
+    v = {"seed": 0, "grpo_by_subtask": True}
     # no selection yet: SFT trains on the whole pool, so nothing is left unseen
     with pytest.raises(ValueError, match="grpo_data = unselected"):
         grpo.grpo_records(rd, {**v, "grpo_data": "unselected"})
@@ -127,6 +127,8 @@ def test_grpo_records_sources(tmp_path):
     assert info["per_task"] == {"orchestration": 5, "scheduling": 4} and info["grpo_data"] == "unselected"
     recs, _ = grpo.grpo_records(rd, {**v, "grpo_data": "unselected", "grpo_prompts_per_group": 2})
     assert [s.task for s in recs] == ["orchestration", "scheduling"] * 2
+    by_task, _ = grpo.grpo_records(rd, {"seed": 0, "grpo_data": "unselected", "grpo_prompts_per_group": 2})
+    assert [s.task for s in by_task] == ["orchestration", "scheduling"] * 2      # the default balances over tasks
     recs, info = grpo.grpo_records(rd, {**v, "grpo_data": "selected"})
     assert [s.id for s in recs] == [pool[0].id, pool[6].id, pool[7].id] and info["prompts"] == 3
     with pytest.raises(ValueError, match="grpo_data"):
@@ -150,6 +152,8 @@ def test_loss_is_eq9_and_checkpointing_follows_the_profile(tmp_path):
     for name in ("smoke", "cpu", "gpu", "full"):
         assert grpo.grpo_args(load_profile(name), tmp_path)["loss_type"] == "grpo"
     assert grpo.grpo_args({**load_profile("cpu"), "grpo_loss_type": "dapo"}, tmp_path)["loss_type"] == "dapo"
+    assert [grpo.grpo_args(load_profile(n), tmp_path)["mask_truncated_completions"] for n in ("smoke", "cpu", "gpu", "full")] \
+        == [False, True, False, False]
     assert sft_args(load_profile("cpu"), tmp_path)["gradient_checkpointing"] is False
     assert grpo.grpo_args(load_profile("cpu"), tmp_path)["gradient_checkpointing"] is True    # its own key
     assert grpo.grpo_args({**load_profile("cpu"), "grpo_gradient_checkpointing": None}, tmp_path)["gradient_checkpointing"] is False
