@@ -184,11 +184,13 @@ def evaluate(model:str,               # model name or path (see `magicagent.mode
              max_new_tokens:int=256,
              generator=None,          # a ready `Generator` (else built from `model` and `backend`)
              progress:bool=True,
-             dtype:str|None=None,     # weights dtype for the transformers backend (e.g. bfloat16: faster on CPUs with bf16)
+             dtype:str|None=None,     # weights dtype for the transformers backend (`fast`: bfloat16 where native, else float32)
              reuse:bool=False         # return `out_dir/heldout.json` if it holds this very evaluation (same model and weights, data, settings)
             ) -> dict:
     "Evaluate `model` on the held-out split; write and return the summary."
+    from magicagent.models import resolve_dtype
     samples = load_split(data, limit)
+    if backend == "transformers": dtype = resolve_dtype(dtype)   # `fast`: the dtype it means on this machine
     key = {"model": model, "backend": backend, "data": str(data), "limit": limit, "max_new_tokens": max_new_tokens,
            "dtype": dtype, "ids": hashlib.sha256("\n".join(s.id for s in samples).encode()).hexdigest()[:16],
            "model_stamp": model_stamp(model)}

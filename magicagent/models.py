@@ -13,8 +13,9 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['SMOLLM2_GGUF', 'MODELS', 'BACKENDS', 'cache_dir', 'smollm2_tokenizer', 'smollm2_path', 'build_tiny_random',
-           'resolve_model', 'load_tokenizer', 'load_causal_lm', 'load_embedder', 'embedding_dim', 'embed', 'Generator',
-           'TransformersGenerator', 'OpenAIGenerator', 'VLLMGenerator', 'get_generator', 'make_server', 'serve_main']
+           'resolve_model', 'load_tokenizer', 'fast_bf16', 'resolve_dtype', 'load_causal_lm', 'load_embedder',
+           'embedding_dim', 'embed', 'Generator', 'TransformersGenerator', 'OpenAIGenerator', 'VLLMGenerator',
+           'get_generator', 'make_server', 'serve_main']
 
 # %% ../nbs/02_models.ipynb #5c546472
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -106,9 +107,20 @@ def load_tokenizer(name:str):
     if tok.pad_token is None: tok.pad_token = tok.eos_token
     return tok
 
-def load_causal_lm(name:str, dtype:str|None=None, device:str|None=None):
-    "Load causal LM `name` (registry name, hub id or path) for training or generation."
+def fast_bf16(device:str|None=None) -> bool:
+    "Whether `device` (default: CUDA if present, else the CPU) computes bfloat16 natively (CUDA bf16, AVX512-BF16 or AMX)."
     import torch
+    if (device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda"): return torch.cuda.is_bf16_supported()
+    return any(getattr(torch.cpu, f, lambda: False)() for f in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+
+def resolve_dtype(dtype:str|None, device:str|None=None) -> str|None:
+    "`fast` becomes `bfloat16` where `fast_bf16(device)`, else `float32`; other values pass through."
+    return ("bfloat16" if fast_bf16(device) else "float32") if dtype == "fast" else dtype
+
+def load_causal_lm(name:str, dtype:str|None=None, device:str|None=None):
+    "Load causal LM `name` (registry name, hub id or path); `dtype`: a torch dtype name, `auto` (the checkpoint's) or `fast`."
+    import torch
+    dtype = resolve_dtype(dtype, device)
     dt = getattr(torch, dtype) if isinstance(dtype, str) and dtype not in ("auto",) else dtype
     if name == "tiny-random":
         model, _ = build_tiny_random()

@@ -173,10 +173,12 @@ def config_path(name:str) -> Path:
 
 # %% ../nbs/90_pipeline.ipynb #60f898dd
 def mixed_precision(values:dict) -> str:
-    "`bf16`, `fp16` or `no`: the profile's `mixed_precision`, else implied by its `dtype`."
+    "`bf16`, `fp16` or `no`: the profile's `mixed_precision` (`fast`: bf16 where native, else no), else implied by its `dtype`."
+    from magicagent.models import fast_bf16
     mp = (values.get("mixed_precision") or "").strip()
     if not mp: mp = {"bfloat16": "bf16", "float16": "fp16"}.get(values.get("dtype") or "", "no")
-    if mp not in ("bf16", "fp16", "no"): raise ValueError(f"mixed_precision {mp!r}; expected bf16, fp16 or no")
+    if mp == "fast": mp = "bf16" if fast_bf16() else "no"
+    if mp not in ("bf16", "fp16", "no"): raise ValueError(f"mixed_precision {mp!r}; expected bf16, fp16, no or fast")
     return mp
 
 def profile_flag(values:dict, key:str, default:bool=False) -> bool:

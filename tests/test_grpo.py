@@ -153,7 +153,8 @@ def test_loss_is_eq9_and_checkpointing_follows_the_profile(tmp_path):
         assert grpo.grpo_args(load_profile(name), tmp_path)["loss_type"] == "grpo"
     assert grpo.grpo_args({**load_profile("cpu"), "grpo_loss_type": "dapo"}, tmp_path)["loss_type"] == "dapo"
     assert [grpo.grpo_args(load_profile(n), tmp_path)["mask_truncated_completions"] for n in ("smoke", "cpu", "gpu", "full")] \
-        == [False, True, False, False]
+        == [False, False, False, False]
+    assert grpo.grpo_args({**load_profile("cpu"), "grpo_mask_truncated": "yes"}, tmp_path)["mask_truncated_completions"] is True
     assert sft_args(load_profile("cpu"), tmp_path)["gradient_checkpointing"] is False
     assert grpo.grpo_args(load_profile("cpu"), tmp_path)["gradient_checkpointing"] is True    # its own key
     assert grpo.grpo_args({**load_profile("cpu"), "grpo_gradient_checkpointing": None}, tmp_path)["gradient_checkpointing"] is False

@@ -66,3 +66,16 @@ def test_clear_errors(monkeypatch):
     with pytest.raises(FileNotFoundError, match="does not exist"): resolve_model("/no/such/dir")
     with pytest.raises(ValueError, match="base_url"): get_generator("x", backend="openai")
     with pytest.raises(ValueError, match="built, not loaded"): resolve_model("tiny-random")
+
+
+def test_fast_dtype_is_bf16_only_where_native(monkeypatch):
+    import torch
+    import magicagent.models as models
+    cpu_native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    assert models.fast_bf16("cpu") is cpu_native                       # this machine's real answer
+    assert models.resolve_dtype("fast", "cpu") == ("bfloat16" if cpu_native else "float32")
+    assert models.resolve_dtype("float16") == "float16" and models.resolve_dtype(None) is None
+    for native in (True, False):
+        monkeypatch.setattr(models, "fast_bf16", lambda device=None, v=native: v)
+        m = load_causal_lm("tiny-random", dtype="fast")
+        assert m.dtype == (torch.bfloat16 if native else torch.float32)

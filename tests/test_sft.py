@@ -166,17 +166,23 @@ def test_too_long_samples_are_left_out_and_counted(data, tmp_path):
         sft.build_sft_trainer(smoke(max_seq_length=128), [long], tmp_path / "x")
 
 
-def test_mixed_precision_and_sampling_from_the_profile(tmp_path):
-    assert [sft.mixed_precision(load_profile(p)) for p in ("smoke", "cpu", "gpu", "full")] == ["no", "bf16", "bf16", "bf16"]
+def test_mixed_precision_and_sampling_from_the_profile(tmp_path, monkeypatch):
+    import magicagent.models as models
+    native = models.fast_bf16()
+    assert [sft.mixed_precision(load_profile(p)) for p in ("smoke", "cpu", "gpu", "full")] == ["no", "bf16" if native else "no", "bf16", "bf16"]
     assert sft.mixed_precision({"dtype": "float16"}) == "fp16" and sft.mixed_precision({"dtype": "float32", "mixed_precision": "bf16"}) == "bf16"
     with pytest.raises(ValueError, match="mixed_precision 'bf17'"): sft.mixed_precision({"mixed_precision": "bf17"})
     cpu = load_profile("cpu")
-    kw = sft.sft_args(cpu, tmp_path)
-    assert kw["bf16"] and cpu["dtype"] == "float32"                # fp32 weights, bf16 autocast
+    assert cpu["mixed_precision"] == "fast" and cpu["dtype"] == "float32"
+    assert sft.sft_args(cpu, tmp_path)["bf16"] is native
+    for has_bf16 in (True, False):      # a CPU with AVX512-BF16/AMX, and one without
+        monkeypatch.setattr(models, "fast_bf16", lambda device=None, v=has_bf16: v)
+        kw = sft.sft_args(cpu, tmp_path)
+        assert kw["bf16"] is has_bf16 and not kw["fp16"]           # fp32 weights, bf16 autocast only where native
+        cmd = launch_command("sft", {**cpu, "num_gpus": 2})
+        assert cmd[cmd.index("--mixed_precision") + 1] == ("bf16" if has_bf16 else "no")
     assert kw["train_sampling_strategy"] == "group_by_length" and kw["warmup_steps"] == 0.05
     assert sft.sft_args(smoke(), tmp_path)["train_sampling_strategy"] == "random"
-    cmd = launch_command("sft", {**cpu, "num_gpus": 2})
-    assert cmd[cmd.index("--mixed_precision") + 1] == "bf16"
 
 
 def test_bf16_autocast_step_on_cpu(data, tmp_path):
