@@ -156,7 +156,7 @@ def test_loss_is_eq9_and_checkpointing_follows_the_profile(tmp_path):
         == [False, False, False, False]
     assert grpo.grpo_args({**load_profile("cpu"), "grpo_mask_truncated": "yes"}, tmp_path)["mask_truncated_completions"] is True
     assert sft_args(load_profile("cpu"), tmp_path)["gradient_checkpointing"] is False
-    assert grpo.grpo_args({**load_profile("cpu"), "grpo_gradient_checkpointing": "true"}, tmp_path)["gradient_checkpointing"] is True    # its own key
+    assert grpo.grpo_args(load_profile("cpu"), tmp_path)["gradient_checkpointing"] is True    # its own key
     assert grpo.grpo_args({**load_profile("cpu"), "grpo_gradient_checkpointing": None}, tmp_path)["gradient_checkpointing"] is False
     for f in (grpo.grpo_args, sft_args):
         assert "gradient_checkpointing" not in f(load_profile("full"), tmp_path)      # TRL's default: on
