@@ -18,7 +18,7 @@ from .synth.base import iter_samples, simhash, hamming
 # %% auto #0
 __all__ = ['MAGICEVAL_TASKS', 'heldout_seed', 'prompt_text', 'NearDuplicateIndex', 'overlap_report', 'make_heldout',
            'score_completions', 'summarize', 'generate_completions', 'load_split', 'model_stamp', 'evaluate',
-           'results_table', 'compare_table', 'eval_name', 'evaluate_main']
+           'results_table', 'compare_table', 'paired_comparison', 'paired_table', 'eval_name', 'evaluate_main']
 
 # %% ../nbs/31_evaluate.ipynb #6eb6807c
 def heldout_seed(seed:int # the run's base seed (the training pool's)
@@ -231,6 +231,53 @@ def compare_table(results:dict # {label: evaluate() result}
     cell = lambda r, t: f"{r['by_task'][t]['format']:.2f} | {r['by_task'][t]['reward']:.2f}" if t in r["by_task"] else "– | –"
     for t in tasks: lines.append(f"| {t} | " + " | ".join(cell(results[l], t) for l in labels) + " |")
     lines.append("| **mean** | " + " | ".join(f"{results[l]['overall'].get('format', 0):.2f} | {results[l]['overall'].get('reward', 0):.2f}" for l in labels) + " |")
+    return "\n".join(lines)
+
+# %% ../nbs/31_evaluate.ipynb #dc877bce
+def _rows_by_id(rows, name):
+    out = {}
+    for i, r in enumerate(rows):
+        for k in ("id", "task", "total"):
+            if k not in r: raise ValueError(f"{name} row {i} has no {k!r} field")
+        out[r["id"]] = r
+    return out
+
+def paired_comparison(before:list,        # rows of `score_completions` (or `heldout_completions.jsonl`)
+                      after:list,         # the other policy's rows, on the same prompts
+                      n_boot:int=2000,    # bootstrap resamples
+                      seed:int=0,
+                      level:float=0.95    # interval coverage
+                     ) -> dict:
+    "Per task and overall: prompts `after` wins, loses and ties, the mean reward difference and its bootstrap interval."
+    a, b = _rows_by_id(before, "before"), _rows_by_id(after, "after")
+    if set(a) != set(b):
+        only = sorted(set(a) ^ set(b))
+        raise ValueError(f"the two evaluations cover different prompts: {len(only)} ids in one only, e.g. {only[:3]}")
+    for i in a:
+        if a[i]["task"] != b[i]["task"]: raise ValueError(f"prompt {i}: task {a[i]['task']!r} in one, {b[i]['task']!r} in the other")
+    tasks = [t for t in STATIC_TASKS if any(r["task"] == t for r in a.values())]
+    tasks += sorted({r["task"] for r in a.values()} - set(tasks))
+    d = {t: np.array([b[i]["total"] - a[i]["total"] for i in sorted(a) if a[i]["task"] == t], dtype=float) for t in tasks}
+    rng = np.random.default_rng(seed)
+    boot = {t: v[rng.integers(0, len(v), size=(n_boot, len(v)))].mean(axis=1) for t, v in d.items()}
+    q = ((1 - level) / 2, (1 + level) / 2)
+    def _row(v, bs):
+        lo, hi = np.quantile(bs, q)
+        return {"n": int(len(v)), "better": int((v > 1e-9).sum()), "worse": int((v < -1e-9).sum()), "same": int((np.abs(v) <= 1e-9).sum()),
+                "diff": float(v.mean()), "ci": [float(lo), float(hi)]}
+    out = {"by_task": {t: _row(d[t], boot[t]) for t in tasks}, "level": level, "n_boot": n_boot, "seed": seed}
+    allv = np.concatenate(list(d.values()))
+    ov = _row(allv, np.mean([boot[t] for t in tasks], axis=0))
+    ov["diff"] = float(np.mean([d[t].mean() for t in tasks]))
+    out["overall"] = ov
+    return out
+
+def paired_table(cmp:dict, before:str="before", after:str="after") -> str:
+    "Markdown table of `paired_comparison`."
+    pct = int(round(cmp["level"] * 100))
+    lines = [f"| task | n | {after} better | {after} worse | same | mean reward {after} − {before} | {pct}% interval |", "|---|---|---|---|---|---|---|"]
+    row = lambda name, v: f"| {name} | {v['n']} | {v['better']} | {v['worse']} | {v['same']} | {v['diff']:+.3f} | [{v['ci'][0]:+.3f}, {v['ci'][1]:+.3f}] |"
+    lines += [row(t, v) for t, v in cmp["by_task"].items()] + [row("**mean of tasks**", cmp["overall"])]
     return "\n".join(lines)
 
 # %% ../nbs/31_evaluate.ipynb #eaf8e29f

@@ -158,3 +158,36 @@ def test_eval_dtype_reaches_the_model(split, tmp_path):
     _, test, _ = split
     res = ev.evaluate("tiny-random", test, tmp_path, limit=1, max_new_tokens=4, generator=g, progress=False, dtype="bfloat16")
     assert res["dtype"] == "bfloat16" and res["overall"]["n"] == 2
+
+
+def test_paired_comparison_counts_and_interval():
+    rng = random.Random(3)
+    before, after = [], []
+    for t in ("decomposition", "orchestration", "long_horizon"):
+        for i in range(12):
+            x = rng.choice([0.0, 1.0, 1.5])
+            before.append({"id": f"{t}-{i}", "task": t, "total": x})
+            after.append({"id": f"{t}-{i}", "task": t, "total": x + (0.5 if i % 4 == 0 else 0.0)})
+    rng.shuffle(after)                                   # paired by id, not by position
+    c = ev.paired_comparison(before, after, n_boot=500, seed=1)
+    for t in ("decomposition", "orchestration", "long_horizon"):
+        assert c["by_task"][t] == {**c["by_task"][t], "n": 12, "better": 3, "worse": 0, "same": 9}
+        assert c["by_task"][t]["diff"] == pytest.approx(0.125)
+    assert c["overall"]["diff"] == pytest.approx(0.125)
+    lo, hi = c["overall"]["ci"]
+    assert 0 < lo <= 0.125 <= hi < 0.5                   # every resample keeps some gains and no losses
+    back = ev.paired_comparison(after, before, n_boot=500, seed=1)
+    assert (back["overall"]["better"], back["overall"]["worse"]) == (0, 9)
+    assert back["overall"]["diff"] == pytest.approx(-0.125)
+    assert ev.paired_comparison(before, after, n_boot=500, seed=1) == c
+    assert "| **mean of tasks** | 36 | 9 | 0 | 27 | +0.125 |" in ev.paired_table(c)
+
+
+def test_paired_comparison_rejects_unpaired_rows():
+    a = [{"id": "a", "task": "decomposition", "total": 1.0}]
+    with pytest.raises(ValueError, match="different prompts"):
+        ev.paired_comparison(a, [{"id": "b", "task": "decomposition", "total": 1.0}])
+    with pytest.raises(ValueError, match="task 'decomposition' in one, 'scheduling'"):
+        ev.paired_comparison(a, [{"id": "a", "task": "scheduling", "total": 1.0}])
+    with pytest.raises(ValueError, match="before row 0 has no 'total'"):
+        ev.paired_comparison([{"id": "a", "task": "decomposition"}], a)
