@@ -287,7 +287,7 @@ def eval_name(model:str) -> str:
     return "__".join(p.resolve().parts[-2:]) if p.exists() else model
 
 def evaluate_main(argv:list|None=None) -> int:
-    "Entry point of `magicagent evaluate --model PATH|NAME --data TEST_DIR [--backend …] [--profile P] [--name N]`."
+    "Entry point of `magicagent evaluate --model PATH|NAME --data TEST_DIR [--backend …] [--profile P] [--name N] [--against DIR]`."
     import argparse
     from magicagent.models import BACKENDS
     p = argparse.ArgumentParser(prog="magicagent evaluate", description="Greedy evaluation on the held-out split with the unified reward.")
@@ -301,7 +301,11 @@ def evaluate_main(argv:list|None=None) -> int:
     p.add_argument("--limit", type=int, default=None, help="records per task"); p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-new-tokens", type=int, default=None); p.add_argument("--no-progress", action="store_true")
     p.add_argument("--dtype", default=None, help="weights dtype for the transformers backend (default: the profile's eval_dtype)")
+    p.add_argument("--against", default=None, help="an earlier evaluation directory on the same prompts: print the paired comparison with it")
     a = p.parse_args(argv)
+    earlier = Path(a.against) / "heldout_completions.jsonl" if a.against else None
+    if earlier is not None and not earlier.is_file():
+        print(f"magicagent evaluate: error: --against: no {earlier.name} in {a.against}", file=sys.stderr); return 2
     from magicagent.pipeline import load_profile
     from magicagent.sft import run_dir
     vals = load_profile(a.profile)
@@ -315,4 +319,9 @@ def evaluate_main(argv:list|None=None) -> int:
     except (FileNotFoundError, ValueError) as e:
         print(f"magicagent evaluate: error: {e}", file=sys.stderr); return 2
     print(results_table(res)); print(f"\nwritten: {out / 'heldout.json'}")
+    if earlier is not None:
+        try: cmp = paired_comparison(read_jsonl(earlier), read_jsonl(out / "heldout_completions.jsonl"))
+        except ValueError as e:
+            print(f"magicagent evaluate: error: --against {a.against}: {e}", file=sys.stderr); return 2
+        print("\n" + paired_table(cmp, Path(a.against).name, out.name))
     return 0

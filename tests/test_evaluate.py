@@ -123,6 +123,14 @@ def test_cli(split, tmp_path):
     assert len((tmp_path / "e" / "heldout_completions.jsonl").read_text().splitlines()) == 2
     bad = subprocess.run(cmd[:7] + [str(tmp_path / "missing")] + cmd[8:], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "--data" in bad.stderr and "no such directory" in bad.stderr
+    # the same greedy model against its own earlier evaluation: every prompt the same
+    again = subprocess.run(cmd[:9] + [str(tmp_path / "e2")] + cmd[10:] + ["--against", str(tmp_path / "e")],
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert "| **mean of tasks** | 2 | 0 | 0 | 2 | +0.000 | [+0.000, +0.000] |" in again.stdout
+    nowhere = subprocess.run(cmd[:9] + [str(tmp_path / "e3")] + cmd[10:] + ["--against", str(tmp_path / "missing")],
+                             capture_output=True, text=True, timeout=300)
+    assert nowhere.returncode == 2 and "--against" in nowhere.stderr and not (tmp_path / "e3").exists()
 
 
 def test_reuse_only_the_same_evaluation(split, tmp_path):
