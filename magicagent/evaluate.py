@@ -261,16 +261,13 @@ def paired_comparison(before:list,        # rows of `score_completions` (or `hel
     rng = np.random.default_rng(seed)
     boot = {t: v[rng.integers(0, len(v), size=(n_boot, len(v)))].mean(axis=1) for t, v in d.items()}
     q = ((1 - level) / 2, (1 + level) / 2)
-    def _row(v, bs):
+    def _row(v, diff, bs):
         lo, hi = np.quantile(bs, q)
         return {"n": int(len(v)), "better": int((v > 1e-9).sum()), "worse": int((v < -1e-9).sum()), "same": int((np.abs(v) <= 1e-9).sum()),
-                "diff": float(v.mean()), "ci": [float(lo), float(hi)]}
-    out = {"by_task": {t: _row(d[t], boot[t]) for t in tasks}, "level": level, "n_boot": n_boot, "seed": seed}
-    allv = np.concatenate(list(d.values()))
-    ov = _row(allv, np.mean([boot[t] for t in tasks], axis=0))
-    ov["diff"] = float(np.mean([d[t].mean() for t in tasks]))
-    out["overall"] = ov
-    return out
+                "diff": float(diff), "ci": [float(lo), float(hi)]}
+    return {"by_task": {t: _row(d[t], d[t].mean(), boot[t]) for t in tasks},
+            "overall": _row(np.concatenate(list(d.values())), np.mean([d[t].mean() for t in tasks]), np.mean([boot[t] for t in tasks], axis=0)),
+            "level": level, "n_boot": n_boot, "seed": seed}
 
 def paired_table(cmp:dict, before:str="before", after:str="after") -> str:
     "Markdown table of `paired_comparison`."
