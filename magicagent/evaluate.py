@@ -239,6 +239,7 @@ def _rows_by_id(rows, name):
     for i, r in enumerate(rows):
         for k in ("id", "task", "total"):
             if k not in r: raise ValueError(f"{name} row {i} has no {k!r} field")
+        if r["id"] in out: raise ValueError(f"{name} row {i}: id {r['id']!r} appears twice")
         out[r["id"]] = r
     return out
 
@@ -300,9 +301,12 @@ def evaluate_main(argv:list|None=None) -> int:
     p.add_argument("--dtype", default=None, help="weights dtype for the transformers backend (default: the profile's eval_dtype)")
     p.add_argument("--against", default=None, help="an earlier evaluation directory on the same prompts: print the paired comparison with it")
     a = p.parse_args(argv)
-    earlier = Path(a.against) / "heldout_completions.jsonl" if a.against else None
-    if earlier is not None and not earlier.is_file():
-        print(f"magicagent evaluate: error: --against: no {earlier.name} in {a.against}", file=sys.stderr); return 2
+    earlier = None
+    if a.against:   # read before generating: a bad file costs nothing, and --out may be the same directory
+        f = Path(a.against) / "heldout_completions.jsonl"
+        try: earlier = list(read_jsonl(f))
+        except (OSError, ValueError) as e:
+            print(f"magicagent evaluate: error: --against: cannot read {f}: {e}", file=sys.stderr); return 2
     from magicagent.pipeline import load_profile
     from magicagent.sft import run_dir
     vals = load_profile(a.profile)
@@ -317,7 +321,7 @@ def evaluate_main(argv:list|None=None) -> int:
         print(f"magicagent evaluate: error: {e}", file=sys.stderr); return 2
     print(results_table(res)); print(f"\nwritten: {out / 'heldout.json'}")
     if earlier is not None:
-        try: cmp = paired_comparison(read_jsonl(earlier), read_jsonl(out / "heldout_completions.jsonl"))
+        try: cmp = paired_comparison(earlier, read_jsonl(out / "heldout_completions.jsonl"))
         except ValueError as e:
             print(f"magicagent evaluate: error: --against {a.against}: {e}", file=sys.stderr); return 2
         print("\n" + paired_table(cmp, Path(a.against).name, out.name))

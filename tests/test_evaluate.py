@@ -131,6 +131,14 @@ def test_cli(split, tmp_path):
     nowhere = subprocess.run(cmd[:9] + [str(tmp_path / "e3")] + cmd[10:] + ["--against", str(tmp_path / "missing")],
                              capture_output=True, text=True, timeout=300)
     assert nowhere.returncode == 2 and "--against" in nowhere.stderr and not (tmp_path / "e3").exists()
+    # the earlier rows are read before the evaluation, so --out may be the --against directory
+    over = subprocess.run(cmd + ["--against", str(tmp_path / "e")],
+                          capture_output=True, text=True, timeout=300)
+    assert over.returncode == 0 and "| **mean of tasks** | 2 | 0 | 0 | 2 |" in over.stdout
+    (tmp_path / "bad").mkdir(); (tmp_path / "bad" / "heldout_completions.jsonl").write_text('{"id": "a"}\n{oops\n')
+    corrupt = subprocess.run(cmd[:9] + [str(tmp_path / "e4")] + cmd[10:] + ["--against", str(tmp_path / "bad")],
+                             capture_output=True, text=True, timeout=300)
+    assert corrupt.returncode == 2 and ":2:" in corrupt.stderr and not (tmp_path / "e4").exists()
 
 
 def test_reuse_only_the_same_evaluation(split, tmp_path):
@@ -197,5 +205,7 @@ def test_paired_comparison_rejects_unpaired_rows():
         ev.paired_comparison(a, [{"id": "b", "task": "decomposition", "total": 1.0}])
     with pytest.raises(ValueError, match="task 'decomposition' in one, 'scheduling'"):
         ev.paired_comparison(a, [{"id": "a", "task": "scheduling", "total": 1.0}])
+    with pytest.raises(ValueError, match="after row 1: id 'a' appears twice"):
+        ev.paired_comparison(a, a + a)
     with pytest.raises(ValueError, match="before row 0 has no 'total'"):
         ev.paired_comparison([{"id": "a", "task": "decomposition"}], a)
