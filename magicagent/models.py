@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 
 # %% auto #0
-__all__ = ['SMOLLM2_GGUF', 'MODELS', 'BACKENDS', 'cache_dir', 'smollm2_tokenizer', 'smollm2_path', 'build_tiny_random',
+__all__ = ['SMOLLM2_GGUF', 'MODELS', 'DTYPES', 'BACKENDS', 'cache_dir', 'smollm2_tokenizer', 'smollm2_path', 'build_tiny_random',
            'resolve_model', 'load_tokenizer', 'fast_bf16', 'resolve_dtype', 'load_causal_lm', 'load_embedder',
            'embedding_dim', 'embed', 'Generator', 'TransformersGenerator', 'OpenAIGenerator', 'VLLMGenerator',
            'get_generator', 'make_server', 'serve_main']
@@ -108,13 +108,22 @@ def load_tokenizer(name:str):
     return tok
 
 def fast_bf16(device:str|None=None) -> bool:
-    "Whether `device` (default: CUDA if present, else the CPU) computes bfloat16 natively (CUDA bf16, AVX512-BF16 or AMX)."
+    "Whether `device` (default: CUDA if present, else the CPU) computes bfloat16 natively (CUDA bf16 from Ampere on, AVX512-BF16 or AMX)."
     import torch
-    if (device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda"): return torch.cuda.is_bf16_supported()
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda"):     # not emulated bf16 (pre-Ampere GPUs run it, slowly)
+        with torch.cuda.device(torch.device(device)): return torch.cuda.is_bf16_supported(including_emulation=False)
     return any(getattr(torch.cpu, f, lambda: False)() for f in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
 
+DTYPES = {"float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16", "half": "float16",
+          "bfloat16": "bfloat16", "bf16": "bfloat16", "auto": "auto", "fast": "fast"}
+
 def resolve_dtype(dtype:str|None, device:str|None=None) -> str|None:
-    "`fast` becomes `bfloat16` where `fast_bf16(device)`, else `float32`; other values pass through."
+    "A dtype name (`bf16`, `fp16`, `fp32` accepted); `fast` becomes `bfloat16` where `fast_bf16(device)`, else `float32`."
+    if dtype is None or not isinstance(dtype, str): return dtype      # None, or a torch.dtype
+    if dtype.strip().lower() not in DTYPES:
+        raise ValueError(f"dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
+    dtype = DTYPES[dtype.strip().lower()]
     return ("bfloat16" if fast_bf16(device) else "float32") if dtype == "fast" else dtype
 
 def load_causal_lm(name:str, dtype:str|None=None, device:str|None=None):
@@ -124,7 +133,7 @@ def load_causal_lm(name:str, dtype:str|None=None, device:str|None=None):
     dt = getattr(torch, dtype) if isinstance(dtype, str) and dtype not in ("auto",) else dtype
     if name == "tiny-random":
         model, _ = build_tiny_random()
-        if dt is not None: model = model.to(dt)
+        if dt not in (None, "auto"): model = model.to(dt)      # `auto`: as built, float32
     else:
         from transformers import AutoModelForCausalLM
         model = AutoModelForCausalLM.from_pretrained(resolve_model(name), dtype=dt or "auto")

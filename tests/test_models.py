@@ -79,3 +79,30 @@ def test_fast_dtype_is_bf16_only_where_native(monkeypatch):
         monkeypatch.setattr(models, "fast_bf16", lambda device=None, v=native: v)
         m = load_causal_lm("tiny-random", dtype="fast")
         assert m.dtype == (torch.bfloat16 if native else torch.float32)
+
+
+def test_dtype_names_checked_and_auto_loads():
+    import torch
+    from magicagent.models import resolve_dtype
+    assert [resolve_dtype(x) for x in ("bf16", "FP16", "fp32", "auto")] == ["bfloat16", "float16", "float32", "auto"]
+    assert resolve_dtype(torch.float16) is torch.float16
+    with pytest.raises(ValueError, match=r"dtype 'bfloat': expected one of .*bfloat16"): resolve_dtype("bfloat")
+    with pytest.raises(ValueError, match="dtype 'int8'"): load_causal_lm("tiny-random", dtype="int8")
+    assert load_causal_lm("tiny-random", dtype="auto").dtype == torch.float32
+    assert load_causal_lm("tiny-random", dtype="bf16").dtype == torch.bfloat16
+
+
+def test_fast_is_float32_on_a_gpu_that_only_emulates_bf16(monkeypatch):
+    # no GPU here: torch.cuda is stood in for, as on a pre-Ampere card (emulated bf16 only)
+    import contextlib, torch
+    import magicagent.models as models
+    from magicagent.pipeline import mixed_precision
+    asked = []
+    def is_bf16_supported(including_emulation=True):
+        asked.append(including_emulation); return including_emulation
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device", lambda d: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", is_bf16_supported)
+    assert models.fast_bf16() is False and asked == [False]
+    assert models.resolve_dtype("fast") == "float32"
+    assert mixed_precision({"mixed_precision": "fast"}) == "no"
