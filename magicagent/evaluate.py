@@ -288,11 +288,11 @@ def evaluate_main(argv:list|None=None) -> int:
     "Entry point of `magicagent evaluate --model PATH|NAME --data TEST_DIR [--backend …] [--profile P] [--name N] [--against DIR]`."
     import argparse
     from magicagent.models import BACKENDS
+    from magicagent.pipeline import add_profile_args, profile_values
     p = argparse.ArgumentParser(prog="magicagent evaluate", description="Greedy evaluation on the held-out split with the unified reward.")
     p.add_argument("--model", required=True, help="registry name, hub id or local path")
     p.add_argument("--data", default=None, help="held-out directory (default: runs/<profile>/synth/heldout)")
     p.add_argument("--backend", choices=BACKENDS, default="transformers")
-    p.add_argument("--profile", default="smoke", help="profile giving the defaults (eval_n, max_new_tokens, run_root)")
     p.add_argument("--run-root", default=None, help="default: the profile's run_root, relative to nbs/")
     p.add_argument("--name", default=None, help="results go to runs/<profile>/eval/<name>/ (default: from --model)")
     p.add_argument("--out", default=None, help="results directory (overrides --profile/--name)")
@@ -300,16 +300,17 @@ def evaluate_main(argv:list|None=None) -> int:
     p.add_argument("--max-new-tokens", type=int, default=None); p.add_argument("--no-progress", action="store_true")
     p.add_argument("--dtype", default=None, help="weights dtype for the transformers backend (default: the profile's eval_dtype)")
     p.add_argument("--against", default=None, help="an earlier evaluation directory on the same prompts: print the paired comparison with it")
+    add_profile_args(p)        # the profile gives the defaults (eval_n, max_new_tokens, eval_dtype, run_root)
     a = p.parse_args(argv)
+    try: vals = profile_values(a)
+    except (ValueError, FileNotFoundError) as e: print(f"magicagent evaluate: error: {e}", file=sys.stderr); return 2
     earlier = None
     if a.against:   # read before generating: a bad file costs nothing, and --out may be the same directory
         f = Path(a.against) / "heldout_completions.jsonl"
         try: earlier = list(read_jsonl(f))
         except (OSError, ValueError) as e:
             print(f"magicagent evaluate: error: --against: cannot read {f}: {e}", file=sys.stderr); return 2
-    from magicagent.pipeline import load_profile
     from magicagent.sft import run_dir
-    vals = load_profile(a.profile)
     rd = run_dir(vals, a.run_root)
     data = Path(a.data) if a.data else rd.stage("synth") / "heldout"
     out = Path(a.out) if a.out else rd.eval_dir(a.name or eval_name(a.model))

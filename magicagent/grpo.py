@@ -165,16 +165,17 @@ def train_grpo(values:dict, samples:list, output_dir:str|Path, model_name:str, r
 def grpo_main(argv:list|None=None) -> int:
     "Entry point of `magicagent grpo --profile NAME [--model SFT_DIR] [--data JSONL] [--out DIR] [--max-steps N]`."
     import argparse
-    from magicagent.pipeline import load_profile
+    from magicagent.pipeline import add_profile_args, profile_values
     from magicagent.sft import run_dir
     p = argparse.ArgumentParser(prog="magicagent grpo", description="GRPO with the unified reward (§4.2.2).")
-    p.add_argument("--profile", default="smoke"); p.add_argument("--run-root", default=None)
+    add_profile_args(p); p.add_argument("--run-root", default=None)
     p.add_argument("--model", default=None, help="start policy (default: runs/<profile>/sft/final)")
     p.add_argument("--data", default=None, help="a Sample JSONL (default: the profile's grpo_data: the pool minus the SFT data, or the SFT data)")
     p.add_argument("--out", default=None, help="default: runs/<profile>/grpo")
     p.add_argument("--max-steps", type=int, default=None); p.add_argument("--no-resume", action="store_true")
     a = p.parse_args(argv)
-    values = load_profile(a.profile)
+    try: values = profile_values(a)
+    except (ValueError, FileNotFoundError) as e: print(f"magicagent grpo: error: {e}", file=sys.stderr); return 2
     if a.max_steps is not None: values["grpo_max_steps"] = a.max_steps
     rd = run_dir(values, a.run_root)
     start = a.model or str(rd.stage("sft", mkdir=False) / "final")

@@ -11,13 +11,14 @@ from pathlib import Path
 from .core import write_json, atomic_open
 
 # %% auto #0
-__all__ = ['PROFILES', 'STAGES', 'SUBCOMMANDS', 'HELP', 'find_settings', 'parse_value', 'load_profile', 'find_nbs_dir',
-           'list_notebooks', 'select_notebooks', 'NotebookFailed', 'declared_parameters', 'execute_notebook',
-           'run_pipeline', 'config_path', 'mixed_precision', 'profile_flag', 'launch_command', 'stream', 'run_stage',
-           'sbatch_script', 'render_readme', 'run_main', 'main']
+__all__ = ['PROFILES', 'STAGES', 'SUBCOMMANDS', 'HELP', 'find_settings', 'parse_value', 'load_profile', 'set_values',
+           'add_profile_args', 'profile_values', 'find_nbs_dir', 'list_notebooks', 'select_notebooks', 'NotebookFailed',
+           'declared_parameters', 'execute_notebook', 'run_pipeline', 'config_path', 'mixed_precision', 'profile_flag',
+           'launch_command', 'stream', 'stage_sets', 'run_stage', 'sbatch_script', 'render_readme', 'run_main', 'main']
 
 # %% ../nbs/90_pipeline.ipynb #e0a60991
 PROFILES = ("smoke", "cpu", "gpu", "full")
+_BOOLS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
 
 def find_settings(start:str|Path|None=None) -> Path:
     "`$MAGICAGENT_SETTINGS`, else the nearest `settings.ini` with profiles above `start`, else the packaged copy."
@@ -30,10 +31,10 @@ def find_settings(start:str|Path|None=None) -> Path:
     return Path(magicagent.__file__).parent / "configs" / "settings.ini"
 
 def parse_value(v:str):
-    "Type a profile value: int, float, bool, None (empty) or str."
+    "Type a profile value: int, float, bool (true/false, yes/no, on/off), None (empty) or str."
     v = v.strip()
     if v == "": return None
-    if v.lower() in ("true", "false"): return v.lower() == "true"
+    if v.lower() in _BOOLS: return _BOOLS[v.lower()]
     for t in (int, float):
         try: return t(v)
         except ValueError: pass
@@ -45,7 +46,32 @@ def load_profile(name:str, path:str|Path|None=None) -> dict:
     cp = configparser.ConfigParser(inline_comment_prefixes=("#",))
     if not cp.read(f): raise FileNotFoundError(f"no settings file at {f}")
     if not cp.has_section(name): raise ValueError(f"unknown profile {name!r} in {f}; expected one of {', '.join(cp.sections())}")
-    return {"profile": name, **{k: parse_value(v) for k, v in cp[name].items()}}
+    values = {"profile": name, **{k: parse_value(v) for k, v in cp[name].items()}}
+    if os.environ.get("MAGICAGENT_RUNS"): values["run_root"] = os.environ["MAGICAGENT_RUNS"]
+    return values
+
+def set_values(values:dict, pairs:list, flag:str="--set") -> dict:
+    "`values` with `KEY=VALUE` strings applied; a key the profile does not have is refused by name."
+    out = dict(values)
+    for s in pairs or []:
+        k, v = _kv(s, flag)
+        if k not in values: raise ValueError(f"{flag} {k}: profile {values.get('profile')!r} has no such value")
+        out[k] = v
+    return out
+
+def add_profile_args(p):
+    "The `--profile NAME` and `--set KEY=VALUE` options of a stage command (`magicagent sft`, `grpo`, `evaluate`)."
+    p.add_argument("--profile", default="smoke", help="run profile of settings.ini")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="replace a value of the profile (repeatable), e.g. --set sft_lr=5e-4")
+
+def profile_values(args) -> dict:
+    "The profile values a stage command was given: `--profile`, then its `--set`s."
+    return set_values(load_profile(args.profile), args.sets)
+
+def _kv(s:str, flag:str="-p"):
+    if "=" not in s: raise ValueError(f"{flag} expects key=value, got {s!r}")
+    k, v = s.split("=", 1); return k.strip(), parse_value(v)
 
 # %% ../nbs/90_pipeline.ipynb #8ae8e92b
 def find_nbs_dir(start:str|Path|None=None) -> Path:
@@ -61,23 +87,28 @@ def list_notebooks(nbs_dir:str|Path) -> list:
     return sorted(p.stem for p in Path(nbs_dir).glob("[0-9][0-9]_*.ipynb"))
 
 def select_notebooks(names:list, only:list|None=None, start:str|None=None, stop:str|None=None) -> list:
-    "Filter `names` by `only` (names or number prefixes) or the inclusive range `start`..`stop`."
+    "Filter `names` by `only` (names, numbers or unique name prefixes) or the inclusive range `start`..`stop`; in order."
     def find(x):
-        hits = [n for n in names if n == x or n.split("_")[0] == x or n.startswith(x)]
+        x = str(x)
+        num = lambda n: int(n.split("_")[0]) if n.split("_")[0].isdigit() else None
+        hits = ([n for n in names if n == x] or [n for n in names if x.isdigit() and num(n) == int(x)]
+                or [n for n in names if n.startswith(x)])
         if not hits: raise ValueError(f"no notebook matches {x!r}; notebooks: {', '.join(names)}")
+        if len(hits) > 1: raise ValueError(f"{x!r} matches several notebooks ({', '.join(hits)}); give more of the name")
         return names.index(hits[0])
-    if only: return [names[find(x)] for x in only]
+    if only: return [names[i] for i in sorted({find(x) for x in only})]
     i = find(start) if start else 0; j = find(stop) if stop else len(names) - 1
+    if i > j: raise ValueError(f"--from {start} comes after --to {stop}: no notebook in between")
     return names[i:j + 1]
 
 # %% ../nbs/90_pipeline.ipynb #7451a417
 class NotebookFailed(RuntimeError):
     "A notebook of the pipeline raised; the message names the notebook and the cell."
 
-def _fingerprint(nb_path:Path, params:dict) -> str:
+def _fingerprint(nb_path:Path, params:dict, prev:str="") -> str:
     nb = json.loads(nb_path.read_text())
     src = [("".join(c["source"]) if isinstance(c["source"], list) else c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
-    return hashlib.sha256(json.dumps([src, params], sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps([src, params, prev], sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 def _done(out:Path, fp:str) -> bool:
     if not out.exists(): return False
@@ -117,6 +148,12 @@ def execute_notebook(nb_path:Path, out_path:Path, params:dict, cwd:Path, fp:str,
             os.replace(tmp, failed)
         raise NotebookFailed(f"notebook {nb_path.name} failed in cell {idx} (`{first}`): "
                              f"{e.ename}: {e.evalue}\n  partial output kept in {failed}") from None
+    except Exception as e:                              # the kernel died (out of memory, killed) or timed out
+        failed = out_path.with_name(out_path.stem + ".failed.ipynb")
+        if tmp.exists(): os.replace(tmp, failed)
+        raise NotebookFailed(f"notebook {nb_path.name} stopped: {type(e).__name__}: {str(e).strip()[:300]} "
+                             f"(a dead kernel is most often out of memory)"
+                             + (f"\n  partial output kept in {failed}" if failed.exists() else "")) from None
     nb = json.loads(tmp.read_text())
     nb["metadata"]["magicagent"] = {"fingerprint": fp, "status": "completed", "seconds": round(time.time() - t0, 1)}
     with atomic_open(out_path) as f: json.dump(nb, f, indent=1, ensure_ascii=False); f.write("\n")
@@ -137,24 +174,32 @@ def run_pipeline(profile:str="smoke",      # a profile of settings.ini
                  settings:str|Path|None=None) -> dict:
     "Execute the notebooks in order with papermill; return `{notebook: 'ran'|'skipped'}`."
     from tqdm.auto import tqdm
-    nbs_dir = Path(nbs_dir) if nbs_dir else find_nbs_dir()
-    out_dir = Path(out_dir) if out_dir else nbs_dir.parent / "papermill_runs" / profile
-    out_dir.mkdir(parents=True, exist_ok=True)
+    nbs_dir = Path(nbs_dir).resolve() if nbs_dir else find_nbs_dir()
+    if "profile" in (params or {}): raise ValueError("-p profile: choose the profile with --profile")
     values = {**load_profile(profile, settings or find_settings(nbs_dir)), **(params or {})}
-    names = select_notebooks(list_notebooks(nbs_dir), only, start, stop)
-    known = set().union(*(declared_parameters(nbs_dir / f"{n}.ipynb") for n in names)) if names else set()
+    every = list_notebooks(nbs_dir)
+    names = select_notebooks(every, only, start, stop)
+    declared = {n: declared_parameters(nbs_dir / f"{n}.ipynb") for n in every}
+    known = set().union(*(declared[n] | (set(values) if "overrides" in declared[n] else set()) for n in names)) if names else set()
     unused = sorted(set(params or {}) - known)
     if unused: raise ValueError(f"-p {', '.join(unused)}: no selected notebook has such a parameter; known: {', '.join(sorted(known))}")
-    status = {}
+    out_dir = Path(out_dir) if out_dir else nbs_dir.parent / "papermill_runs" / profile
+    out_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = (nbs_dir / str(values.get("run_root") or "../runs")).resolve() / profile   # the notebooks' default root
+    mine, fps, fp = {}, {}, ""
+    for name in every:
+        mine[name] = {k: v for k, v in values.items() if k in declared[name]}
+        if "overrides" in declared[name]: mine[name]["overrides"] = {k: v for k, v in values.items() if k not in declared[name]}
+        fps[name] = fp = _fingerprint(nbs_dir / f"{name}.ipynb", mine[name], fp)  # chained over every notebook
+    status, upstream_ran = {}, False
     bar = tqdm(names, desc=f"run {profile}", disable=not progress, unit="nb")
     for name in bar:
         bar.set_postfix_str(name)
-        nb, out = nbs_dir / f"{name}.ipynb", out_dir / f"{name}.ipynb"
-        mine = {k: v for k, v in values.items() if k in declared_parameters(nb)}
-        fp = _fingerprint(nb, mine)
-        if not force and _done(out, fp): status[name] = "skipped"; continue
-        execute_notebook(nb, out, mine, nbs_dir, fp)
-        status[name] = "ran"
+        out = out_dir / f"{name}.ipynb"
+        gone = "run_root" in declared[name] and not run_dir.exists()
+        if not (force or upstream_ran or gone) and _done(out, fps[name]): status[name] = "skipped"; continue
+        execute_notebook(nbs_dir / f"{name}.ipynb", out, mine[name], nbs_dir, fps[name])
+        status[name], upstream_ran = "ran", True
     write_json(out_dir / "status.json", {"profile": profile, "params": values, "notebooks": status})
     return status
 
@@ -222,10 +267,21 @@ def stream(cmd:list, log_path:str|Path|None=None, env:dict|None=None) -> int:
     finally:
         if log: log.close()
 
+def stage_sets(values:dict) -> list:
+    "`--set KEY=VALUE` arguments for the values that differ from the profile as its settings file has it."
+    base = load_profile(values.get("profile", "smoke"))
+    out = []
+    for k, v in values.items():
+        if k == "profile" or (k in base and base[k] == v): continue
+        if isinstance(v, (list, dict, tuple)): raise ValueError(f"profile value {k!r} = {v!r}: only numbers, strings, booleans or None")
+        out += ["--set", f"{k}={'' if v is None else v}"]
+    return out
+
 def run_stage(stage:str, values:dict, extra:list|None=None, log_path:str|Path|None=None) -> int:
-    "Run a training stage: in-process on ≤ 1 GPU, else through `accelerate launch` in a streamed subprocess."
+    "Run a training stage with `values` (passed on as `--set`): in-process on ≤ 1 GPU, else through `accelerate launch`."
+    extra = [*stage_sets(values), *(extra or [])]
     if int(values.get("num_gpus") or 0) <= 1:
-        return _stage_fn(stage)(["--profile", values.get("profile", "smoke"), *(extra or [])])
+        return _stage_fn(stage)(["--profile", values.get("profile", "smoke"), *extra])
     rc = stream(launch_command(stage, values, extra), log_path)
     if rc: raise RuntimeError(f"stage {stage!r} failed under accelerate launch (exit code {rc}); log: {log_path}")
     return rc
@@ -259,10 +315,6 @@ HELP = {"run": "execute the notebooks with papermill at a profile's scale", "syn
         "moe": "load-balanced MoE training (§5)", "evaluate": "evaluate a model on held-out data",
         "profiles": "list the run profiles or show one", "readme": "render README.md from nbs/index.ipynb"}
 
-def _kv(s:str):
-    if "=" not in s: raise ValueError(f"-p expects key=value, got {s!r}")
-    k, v = s.split("=", 1); return k.strip(), parse_value(v)
-
 def run_main(argv:list|None=None) -> int:
     "Entry point of `magicagent run`."
     import argparse
@@ -273,8 +325,11 @@ def run_main(argv:list|None=None) -> int:
     p.add_argument("--force", action="store_true"); p.add_argument("--nbs", default=None)
     a = p.parse_args(argv)
     try:
-        st = run_pipeline(a.profile, a.only, a.start, a.stop, dict(_kv(x) for x in a.params), a.force, a.nbs)
-    except (NotebookFailed, ValueError) as e: print(f"error: {e}", file=sys.stderr); return 1
+        params = dict(_kv(x) for x in a.params)
+        for k, v in params.items():       # paths given here are relative to this directory, not to nbs/
+            if isinstance(v, str) and (k == "run_root" or Path(v).expanduser().exists()): params[k] = str(Path(v).expanduser().resolve())
+        st = run_pipeline(a.profile, a.only, a.start, a.stop, params, a.force, a.nbs)
+    except (NotebookFailed, ValueError, FileNotFoundError) as e: print(f"error: {e}", file=sys.stderr); return 1
     print(json.dumps(st, indent=1)); return 0
 
 def main(argv:list|None=None) -> int:
@@ -288,8 +343,10 @@ def main(argv:list|None=None) -> int:
     if cmd == "run": return run_main(rest)
     if cmd == "readme": print(render_readme()); return 0
     if cmd == "profiles":
-        if rest: print(json.dumps(load_profile(rest[0]), indent=1))
-        else: cp = configparser.ConfigParser(); cp.read(find_settings()); print("\n".join(cp.sections()))
+        try:
+            if rest: print(json.dumps(load_profile(rest[0]), indent=1))
+            else: cp = configparser.ConfigParser(); cp.read(find_settings()); print("\n".join(cp.sections()))
+        except (ValueError, FileNotFoundError) as e: print(f"error: {e}", file=sys.stderr); return 2
         return 0
     if cmd not in SUBCOMMANDS: print(f"error: unknown command {cmd!r}; run `magicagent --help`", file=sys.stderr); return 2
     mod, fn = SUBCOMMANDS[cmd].split(":")

@@ -170,15 +170,16 @@ def run_dir(values:dict, run_root:str|None=None) -> RunDir:
 def sft_main(argv:list|None=None) -> int:
     "Entry point of `magicagent sft --profile NAME [--data JSONL] [--out DIR] [--model M] [--max-steps N] [--lora] [--no-resume]`."
     import argparse
-    from magicagent.pipeline import load_profile
+    from magicagent.pipeline import add_profile_args, profile_values
     p = argparse.ArgumentParser(prog="magicagent sft", description="Supervised fine-tuning on Sample records (§4.1).")
-    p.add_argument("--profile", default="smoke"); p.add_argument("--run-root", default=None)
+    add_profile_args(p); p.add_argument("--run-root", default=None)
     p.add_argument("--data", default=None, help="a Sample JSONL (default: the run's select/selected.jsonl, else synth/*.jsonl)")
     p.add_argument("--out", default=None, help="default: runs/<profile>/sft"); p.add_argument("--model", default=None)
     p.add_argument("--max-steps", type=int, default=None); p.add_argument("--save-steps", type=int, default=None)
     p.add_argument("--lora", action="store_true"); p.add_argument("--no-resume", action="store_true")
     a = p.parse_args(argv)
-    values = load_profile(a.profile)
+    try: values = profile_values(a)
+    except (ValueError, FileNotFoundError) as e: print(f"magicagent sft: error: {e}", file=sys.stderr); return 2
     if a.lora: values["lora"] = True
     if a.max_steps is not None: values["sft_max_steps"] = a.max_steps
     if a.save_steps is not None: values["sft_save_steps"] = a.save_steps

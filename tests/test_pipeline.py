@@ -83,3 +83,59 @@ def test_unknown_override_is_an_error_and_only_declared_values_pass(project):
     assert json.loads(cli("run", "--profile", "smoke", "--nbs", str(project / "nbs")).stdout)["00_core"] == "ran"
     (project / "settings.ini").write_text("[DEFAULT]\nx = 1\nunrelated = 2\n[smoke]\nx = 2\n")
     assert json.loads(cli("run", "--profile", "smoke", "--nbs", str(project / "nbs")).stdout)["00_core"] == "skipped"
+
+
+def test_a_change_upstream_reruns_what_follows(project):
+    "-p on the first notebook only: the second declares nothing changed but runs again; --only keeps order."
+    nbs = str(project / "nbs")
+    assert json.loads(cli("run", "--nbs", nbs).stdout) == {"00_core": "ran", "10_second": "ran"}
+    r = cli("run", "--nbs", nbs, "-p", f"out={project / 'o.txt'}")       # only 00_core declares `out`
+    assert json.loads(r.stdout) == {"00_core": "ran", "10_second": "ran"}
+    r = cli("run", "--nbs", nbs, "-p", f"out={project / 'o.txt'}", "--only", "10", "0")
+    assert list(json.loads(r.stdout)) == ["00_core", "10_second"]
+    r = cli("run", "--nbs", nbs, "--from", "10", "--to", "0")
+    assert r.returncode == 1 and "--from 10 comes after --to 0" in r.stderr
+
+
+def test_a_deleted_run_directory_reruns_the_notebooks_using_it(project):
+    nbs = project / "nbs"
+    nb(nbs / "20_uses_runs.ipynb", "from pathlib import Path\n(Path(run_root) / 'smoke').mkdir(parents=True, exist_ok=True)",
+       params="run_root = '../runs'")
+    assert set(json.loads(cli("run", "--nbs", str(nbs)).stdout).values()) == {"ran"}
+    assert (project / "runs/smoke").is_dir()
+    assert set(json.loads(cli("run", "--nbs", str(nbs)).stdout).values()) == {"skipped"}
+    (project / "runs/smoke").rmdir()
+    assert json.loads(cli("run", "--nbs", str(nbs)).stdout) == {"00_core": "skipped", "10_second": "skipped", "20_uses_runs": "ran"}
+
+
+def test_relative_paths_are_the_callers_and_nbs_dot_works(project):
+    "-p paths relative to where `magicagent run` is typed, not to nbs/ where the kernels run; --nbs . from nbs/."
+    (project / "here").mkdir(); (project / "here/model.txt").write_text("weights")
+    nb(project / "nbs/20_runs.ipynb", "from pathlib import Path\nPath(run_root).mkdir()\nassert Path(model).read_text() == 'weights'",
+       params="run_root = '../runs'\nmodel = 'tiny-random'")
+    r = cli("run", "--nbs", "../nbs", "-p", "model=model.txt", "-p", "run_root=myruns", cwd=project / "here")
+    assert r.returncode == 0, r.stderr
+    params = json.loads((project / "papermill_runs/smoke/status.json").read_text())["params"]
+    assert params["run_root"] == str(project / "here/myruns") and (project / "here/myruns").is_dir()
+    assert params["model"] == str(project / "here/model.txt")
+    r = cli("run", "--nbs", ".", "--only", "0", "--force", cwd=project / "nbs")
+    assert r.returncode == 0 and (project / "papermill_runs/smoke/00_core.ipynb").exists()
+    assert not (project / "nbs/papermill_runs").exists()
+
+
+def test_a_dead_kernel_names_the_notebook(project):
+    nb(project / "nbs/20_dies.ipynb", "import os\nos._exit(137)")
+    r = cli("run", "--nbs", str(project / "nbs"))
+    assert r.returncode == 1 and "notebook 20_dies.ipynb stopped: DeadKernelError" in r.stderr
+    assert "Traceback" not in r.stderr and (project / "papermill_runs/smoke/20_dies.failed.ipynb").exists()
+
+
+def test_yes_no_on_off_are_booleans_and_bad_profiles_are_errors(project):
+    (project / "settings.ini").write_text("[DEFAULT]\nx = 1\na = no\nb = On\nc = yes\n[smoke]\nx = 2\n")
+    v = load_profile("smoke", project / "settings.ini")
+    assert (v["a"], v["b"], v["c"], v["x"]) == (False, True, True, 2)
+    r = cli("run", "--profile", "smok", "--nbs", str(project / "nbs"))
+    assert r.returncode == 1 and "unknown profile 'smok'" in r.stderr and not (project / "papermill_runs/smok").exists()
+    r = cli("run", "--nbs", str(project / "nbs"), "-p", "profile=cpu")
+    assert r.returncode == 1 and "--profile" in r.stderr
+    r = cli("profiles", "smok"); assert r.returncode == 2 and "unknown profile" in r.stderr and "Traceback" not in r.stderr

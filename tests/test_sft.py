@@ -193,3 +193,17 @@ def test_bf16_autocast_step_on_cpu(data, tmp_path):
     from safetensors.torch import load_file
     w = load_file(tmp_path / "final" / "model.safetensors")
     assert all(v.dtype == torch.float32 for v in w.values())
+
+
+def test_profile_values_changed_in_a_notebook_reach_the_stage(data, tmp_path):
+    "run_stage passes what differs from settings.ini as --set: the seed and learning rate a notebook chose train."
+    from magicagent.pipeline import run_stage
+    path, _ = data
+    rc = run_stage("sft", {**load_profile("smoke"), "seed": 5, "sft_lr": 3e-4},
+                   extra=["--data", str(path), "--out", str(tmp_path / "o"), "--max-steps", "1"])
+    args = json.loads((tmp_path / "o/metrics.json").read_text())["args"]
+    assert rc == 0 and (args["seed"], args["learning_rate"]) == (5, 3e-4)
+    r = subprocess.run([sys.executable, "-m", "magicagent.pipeline", "sft", "--profile", "smoke", "--set", "sft_lrr=1",
+                        "--data", str(path), "--out", str(tmp_path / "bad")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "--set sft_lrr: profile 'smoke' has no such value" in r.stderr
+    assert not (tmp_path / "bad").exists()
