@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 # %% auto #0
-__all__ = ['TASKS', 'STATIC_TASKS', 'TASK_TITLES', 'SCENARIOS', 'STAGES', 'check_task', 'SampleError', 'Sample',
+__all__ = ['TASKS', 'STATIC_TASKS', 'TASK_TITLES', 'SCENARIOS', 'STAGES', 'check_task', 'SampleError', 'tools_text', 'Sample',
            'validate_sample', 'JSONLError', 'read_jsonl', 'atomic_open', 'write_jsonl', 'write_json', 'derive_seed',
            'rng_for', 'seed_everything', 'RunDir']
 
@@ -47,6 +47,18 @@ def _req(d, key, typ, where):
     return d[key]
 
 # %% ../nbs/00_core.ipynb #9d63b8d3
+def tools_text(tools:list # OpenAI-style tool schemas (`{"type": "function", "function": {...}}`)
+              ) -> str:
+    "The tools as a prompt lists them: one `- name(required, optional?): description` line each."
+    lines = []
+    for t in tools:
+        f = t.get("function", t)
+        params = f.get("parameters") or {}
+        req = set(params.get("required") or [])
+        args = ", ".join(p if p in req else f"{p}?" for p in (params.get("properties") or {}))
+        lines.append(f"- {f['name']}({args}): {(f.get('description') or '').strip()}")
+    return "Available tools:\n" + "\n".join(lines)
+
 @dataclass
 class Sample:
     "One training/evaluation record, identical in shape for every task."
@@ -66,10 +78,25 @@ class Sample:
 
     def to_json(self) -> str: return json.dumps(self.to_dict(), ensure_ascii=False, sort_keys=False)
 
+    def turns(self, final:bool=True, system:str|None=None) -> list:
+        "The conversation a model sees: `messages` (without the final assistant turn unless `final`), `system` added where none opens it, the tools listed."
+        ms = self.messages if final or not self.messages or self.messages[-1]["role"] != "assistant" else self.messages[:-1]
+        ms = [{"role": m["role"], "content": m["content"]} for m in ms]
+        if system and (not ms or ms[0]["role"] != "system"): ms.insert(0, {"role": "system", "content": system})
+        if not self.tools: return ms
+        if ms and ms[0]["role"] == "system": ms[0]["content"] = ms[0]["content"].rstrip() + "\n\n" + tools_text(self.tools)
+        else: ms.insert(0, {"role": "system", "content": tools_text(self.tools)})
+        return ms
+
+    @property
+    def chat(self) -> list:
+        "The conversation SFT trains on: `turns()`."
+        return self.turns()
+
     @property
     def prompt(self) -> list:
-        "The RL prompt: `messages` without the final assistant turn."
-        return self.messages[:-1] if self.messages and self.messages[-1]["role"] == "assistant" else list(self.messages)
+        "The RL and evaluation prompt: the conversation without the final assistant turn."
+        return self.turns(final=False)
 
     @property
     def target(self) -> str|None:

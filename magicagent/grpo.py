@@ -25,10 +25,8 @@ TASK_PROMPTS = {
 }
 
 def rl_prompt(s:Sample) -> list:
-    "The RL prompt of `s`: its messages without the final assistant turn, opened by a task-specific system prompt."
-    p = s.prompt
-    if not p or p[0]["role"] != "system": p = [{"role": "system", "content": TASK_PROMPTS[s.task]}] + p
-    return [{"role": m["role"], "content": m["content"]} for m in p]
+    "The RL prompt of `s`: its messages without the final assistant turn, opened by a task-specific system prompt, the tools listed."
+    return s.turns(final=False, system=TASK_PROMPTS[s.task])
 
 def rl_rows(samples:list) -> list:
     "GRPO rows: `prompt` (conversational), `task`, `gold` (JSON text), `scenario`."
@@ -129,7 +127,14 @@ def build_grpo_trainer(values:dict, samples:list, output_dir:str|Path, model_nam
     seed_everything(int(values.get("seed", 0)))
     rows = rl_rows(samples)
     reward = UnifiedReward(tuple(sorted({r["task"] for r in rows})), embedder=values.get("reward_embedder") or "minilm")
-    model, tok = load_causal_lm(model_name, dtype=values.get("dtype") or "float32"), load_tokenizer(model_name)
+    from magicagent.sft import training_dtype
+    if model_name == "tiny-random":   # built in memory: saved once, so that TRL can load the reference policy from a path
+        from magicagent.models import build_tiny_random
+        start = Path(output_dir) / "start"
+        if not (start / "config.json").exists():
+            m, t = build_tiny_random(); m.save_pretrained(start); t.save_pretrained(start)
+        model_name = str(start)
+    model, tok = load_causal_lm(model_name, dtype=training_dtype(values)), load_tokenizer(model_name)
     args = GRPOConfig(**grpo_args(values, output_dir, **overrides))
     return GRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=Dataset.from_list(rows),
                        processing_class=tok, callbacks=callbacks)
@@ -146,10 +151,11 @@ def reward_curves(log_history:list) -> dict:
 def train_grpo(values:dict, samples:list, output_dir:str|Path, model_name:str, resume:bool=True,
                callbacks:list|None=None, data_info:dict|None=None, **overrides) -> dict:
     "GRPO from `model_name`; save `final/` and `metrics.json`; return the metrics."
-    from transformers.trainer_utils import get_last_checkpoint
+    from magicagent.sft import last_checkpoint
+    if not samples: raise ValueError("no GRPO prompts: the data hold no record of a static task")
     out = Path(output_dir); out.mkdir(parents=True, exist_ok=True)
     tr = build_grpo_trainer(values, samples, out, model_name, callbacks, **overrides)
-    ckpt = get_last_checkpoint(str(out)) if resume else None
+    ckpt = last_checkpoint(out) if resume else None
     t0 = time.time()
     res = tr.train(resume_from_checkpoint=ckpt)
     if tr.is_world_process_zero():
@@ -183,7 +189,10 @@ def grpo_main(argv:list|None=None) -> int:
         print(f"magicagent grpo: error: no SFT policy at {start}; run `magicagent sft --profile {a.profile}` or pass --model", file=sys.stderr); return 2
     try:
         if a.data:
-            samples = [s for s in read_jsonl(a.data, as_sample=True) if s.task in TASK_PROMPTS]
+            recs = list(read_jsonl(a.data, as_sample=True))
+            samples = [s for s in recs if s.task in TASK_PROMPTS]
+            if not samples: raise ValueError(f"{a.data}: no record of a static task ({', '.join(TASK_PROMPTS)}); "
+                                             f"tasks found: {sorted({s.task for s in recs}) or 'none'}")
             info = _data_info(str(a.data), samples)
         else: samples, info = grpo_records(rd, values, tokenizer=start)
     except (FileNotFoundError, ValueError) as e: print(f"magicagent grpo: error: {e}", file=sys.stderr); return 2

@@ -381,10 +381,10 @@ def select_indices(x, budget:int, alpha=1.0, beta=0.5, neighbors=10, variant="pa
     return sel, rep
 
 def chat_lengths(records:list, tokenizer) -> list:
-    "Token count of each record's messages under `tokenizer`'s chat template (what SFT trains on)."
+    "Token count of each record's conversation (`Sample.chat`, tools listed) under `tokenizer`'s chat template: what SFT trains on."
     out = []
     for r in records:
-        msgs = r.messages if isinstance(r, Sample) else r["messages"]
+        msgs = r.chat if isinstance(r, Sample) else r["messages"]
         ids = tokenizer.apply_chat_template([{"role": m["role"], "content": m["content"]} for m in msgs], tokenize=True)
         out.append(len(ids if isinstance(ids, list) else ids["input_ids"]))
     return out

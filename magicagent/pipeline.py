@@ -246,6 +246,8 @@ def launch_command(stage:str,            # a training stage of `STAGES`
     cmd += ["--mixed_precision", mixed_precision(values)]
     if values.get("deepspeed"):
         cmd += ["--use_deepspeed", "--deepspeed_config_file", str(config_path(values["deepspeed"]))]
+        # one `accelerate launch` per node (full.sbatch's srun), not accelerate's default pdsh fan-out over ssh
+        if nodes > 1: cmd += ["--deepspeed_multinode_launcher", "standard"]
     cmd += ["-m", "magicagent.pipeline", stage, "--profile", values.get("profile", "smoke")]
     return cmd + list(extra or [])
 

@@ -11,8 +11,8 @@ from pathlib import Path
 from .core import RunDir, Sample, read_jsonl, write_json, atomic_open, seed_everything
 
 # %% auto #0
-__all__ = ['training_template', 'sft_rows', 'training_records', 'sft_args', 'load_policy', 'DataOrderTrainer', 'data_order',
-           'build_sft_trainer', 'last_checkpoint', 'train_sft', 'run_dir', 'sft_main']
+__all__ = ['training_template', 'sft_rows', 'training_records', 'sft_args', 'training_dtype', 'load_policy', 'DataOrderTrainer',
+           'data_order', 'build_sft_trainer', 'last_checkpoint', 'train_sft', 'run_dir', 'sft_main']
 
 # %% ../nbs/30_sft.ipynb #c63f4db5
 _CHATML_TURN = "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
@@ -27,17 +27,14 @@ def training_template(tokenizer) -> str|None:
     return None
 
 # %% ../nbs/30_sft.ipynb #cf658e29
-def sft_rows(samples:list,           # `Sample`s (or Sample dicts)
-             with_tools:bool=False   # keep `tools` (as JSON text) for templates that render them
+def sft_rows(samples:list # `Sample`s (or Sample dicts)
             ) -> list:
-    "TRL conversational rows from Sample records: `messages` (and `tools`)."
+    "TRL conversational rows from Sample records: `messages`, the tools listed in the system turn (`Sample.chat`)."
     rows = []
     for s in samples:
         s = s if isinstance(s, Sample) else Sample(**s)
         if not any(m["role"] == "assistant" for m in s.messages): raise ValueError(f"sample {s.id}: no assistant turn to train on")
-        r = {"messages": [{"role": m["role"], "content": m["content"]} for m in s.messages]}
-        if with_tools: r["tools"] = json.dumps(s.tools, ensure_ascii=False)
-        rows.append(r)
+        rows.append({"messages": s.chat})
     return rows
 
 def training_records(rd:RunDir) -> list:
@@ -76,10 +73,17 @@ def sft_args(values:dict,            # profile values (`magicagent.pipeline.load
     return {**kw, **overrides}
 
 # %% ../nbs/30_sft.ipynb #a33a40bc
+def training_dtype(values:dict) -> str:
+    "The dtype the weights are trained in: float32 under bf16/fp16 autocast without DeepSpeed, else the profile's `dtype`."
+    from magicagent.pipeline import mixed_precision
+    # AdamW on bf16 weights rounds most updates away (a bf16 weight has 8 bits of mantissa); DeepSpeed keeps fp32 masters itself
+    if not values.get("deepspeed") and mixed_precision(values) in ("bf16", "fp16"): return "float32"
+    return values.get("dtype") or "float32"
+
 def load_policy(name:str, values:dict):
-    "`(model, tokenizer)` for training: the base model in the profile's dtype, LoRA-wrapped if `lora`."
+    "`(model, tokenizer)` for training: the base model in `training_dtype`, LoRA-wrapped if `lora`."
     from magicagent.models import load_causal_lm, load_tokenizer
-    model, tok = load_causal_lm(name, dtype=values.get("dtype") or "float32"), load_tokenizer(name)
+    model, tok = load_causal_lm(name, dtype=training_dtype(values)), load_tokenizer(name)
     if values.get("lora"):
         from peft import LoraConfig, get_peft_model
         cfg = LoraConfig(r=int(values.get("lora_r", 16)), lora_alpha=int(values.get("lora_alpha", 32)), lora_dropout=0.0,
@@ -120,7 +124,7 @@ def build_sft_trainer(values:dict, samples:list, output_dir:str|Path, model_name
     original = tok.chat_template
     if tt: tok.chat_template = tt
     args = SFTConfig(**sft_args(values, output_dir, **overrides))
-    rows = sft_rows(samples, with_tools="tools" in (original or ""))
+    rows = sft_rows(samples)
     from magicagent.novelsum import chat_lengths
     lens = chat_lengths(rows, tok)
     keep = [r for r, n in zip(rows, lens) if n <= args.max_length]          # a cut sample loses its answer's end
@@ -131,9 +135,9 @@ def build_sft_trainer(values:dict, samples:list, output_dir:str|Path, model_name
     return tr
 
 def last_checkpoint(output_dir:str|Path) -> str|None:
-    "The latest `checkpoint-N` directory of `output_dir`, if any."
-    from transformers.trainer_utils import get_last_checkpoint
-    return get_last_checkpoint(str(output_dir)) if Path(output_dir).is_dir() else None
+    "The latest complete `checkpoint-N` of `output_dir` (one a kill cut short lacks `trainer_state.json`, written last), if any."
+    done = [d for d in Path(output_dir).glob("checkpoint-*") if d.name.split("-")[-1].isdigit() and (d / "trainer_state.json").exists()]
+    return str(max(done, key=lambda d: int(d.name.split("-")[-1]))) if done else None
 
 def train_sft(values:dict, samples:list, output_dir:str|Path, model_name:str|None=None, resume:bool=True,
               callbacks:list|None=None, **overrides) -> dict:
@@ -141,6 +145,12 @@ def train_sft(values:dict, samples:list, output_dir:str|Path, model_name:str|Non
     out = Path(output_dir); out.mkdir(parents=True, exist_ok=True)
     tr = build_sft_trainer(values, samples, out, model_name, callbacks, **overrides)
     ckpt = last_checkpoint(out) if resume else None
+    if ckpt and (out / "metrics.json").exists() and (out / "final").is_dir():     # finished already: do not train past the end
+        st = json.loads((Path(ckpt) / "trainer_state.json").read_text())
+        m = json.loads((out / "metrics.json").read_text())
+        if st["global_step"] >= (tr.args.max_steps if tr.args.max_steps > 0 else st.get("max_steps", 0)) and m.get("global_step") == st["global_step"]:
+            print(f"sft: {out} is complete at step {st['global_step']}; nothing to train", file=sys.stderr)
+            return m
     if not ckpt and (out / "data_order.jsonl").exists(): (out / "data_order.jsonl").unlink()
     if tr.is_world_process_zero():
         with open(out / "data_order.jsonl", "a") as f: f.write(json.dumps(["start", ckpt]) + "\n")
@@ -159,8 +169,9 @@ def train_sft(values:dict, samples:list, output_dir:str|Path, model_name:str|Non
 
 # %% ../nbs/30_sft.ipynb #bfa6006f
 def run_dir(values:dict, run_root:str|None=None) -> RunDir:
-    "The run directory of a profile; a relative `run_root` is taken relative to the project's `nbs/`."
-    root = run_root or values.get("run_root") or "runs"
+    "The run directory of a profile: `run_root` (from the command line: relative to here), else the profile's, relative to `nbs/`."
+    if run_root: return RunDir(values.get("profile", "smoke"), Path(run_root).expanduser().resolve())
+    root = values.get("run_root") or "runs"
     if not Path(root).is_absolute():
         from magicagent.pipeline import find_nbs_dir
         try: root = (find_nbs_dir() / root).resolve()

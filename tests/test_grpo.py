@@ -162,3 +162,33 @@ def test_loss_is_eq9_and_checkpointing_follows_the_profile(tmp_path):
         assert "gradient_checkpointing" not in f(load_profile("full"), tmp_path)      # TRL's default: on
         assert f({**load_profile("full"), "gradient_checkpointing": True}, tmp_path)["gradient_checkpointing"] is True
 
+
+
+def test_sft_grpo_and_evaluation_show_the_same_tools(tmp_path):
+    "Every tool of a record is named in the SFT conversation, the GRPO prompt and the evaluation prompt, in the same system text."
+    from magicagent.sft import sft_rows
+    for task in ("tool_planning", "decomposition", "long_horizon"):
+        synthesize(task, 3, tmp_path, seed=0, progress=False)
+        for s in read_jsonl(tmp_path / f"{task}.jsonl", as_sample=True):
+            names = [t["function"]["name"] for t in s.tools]
+            assert names, s.id
+            sft_sys, rl_sys, eval_sys = sft_rows([s])[0]["messages"][0], grpo.rl_prompt(s)[0], s.prompt[0]
+            assert sft_sys == rl_sys == eval_sys and sft_sys["role"] == "system"
+            listed = [l.split("(")[0][2:] for l in sft_sys["content"].split("Available tools:\n")[1].splitlines()]
+            assert listed == names, s.id
+            assert grpo.rl_prompt(s)[1:] == s.prompt[1:] and s.prompt[1:] == [{"role": m["role"], "content": m["content"]} for m in s.messages[1:-1]]
+
+
+def test_cli_tiny_random_start_and_data_without_static_tasks(data, tmp_path):
+    d, recs = data
+    r = subprocess.run([sys.executable, "-m", "magicagent.pipeline", "grpo", "--profile", "smoke", "--model", "tiny-random",
+                        "--data", str(d / "train.jsonl"), "--out", str(tmp_path / "g"), "--max-steps", "1"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads(r.stdout.strip().splitlines()[-1])["global_step"] == 1 and (tmp_path / "g/start/config.json").exists()
+    online = Sample(id="o-1", task="online", messages=[{"role": "user", "content": "go"}])
+    write_jsonl(tmp_path / "online.jsonl", [online])
+    r = subprocess.run([sys.executable, "-m", "magicagent.pipeline", "grpo", "--profile", "smoke", "--model", str(d / "policy"),
+                        "--data", str(tmp_path / "online.jsonl"), "--out", str(tmp_path / "g2")], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 2 and "no record of a static task" in r.stderr and "online" in r.stderr
+    assert not (tmp_path / "g2").exists()

@@ -66,6 +66,7 @@ def test_launch_command_and_configs():
     assert cmd[:2] == ["accelerate", "launch"]
     kv = dict(zip(cmd[2::1], cmd[3::1]))
     assert kv["--num_processes"] == "32" and kv["--num_machines"] == "4" and kv["--mixed_precision"] == "bf16"
+    assert kv["--deepspeed_multinode_launcher"] == "standard"       # one launch per node under srun, no pdsh
     ds = json.loads(Path(kv["--deepspeed_config_file"]).read_text())
     assert ds["zero_optimization"]["stage"] == 3 and ds["bf16"]["enabled"] == "auto"
     assert cmd[-5:] == ["-m", "magicagent.pipeline", "sft", "--profile", "full"]

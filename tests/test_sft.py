@@ -207,3 +207,23 @@ def test_profile_values_changed_in_a_notebook_reach_the_stage(data, tmp_path):
                         "--data", str(path), "--out", str(tmp_path / "bad")], capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "--set sft_lrr: profile 'smoke' has no such value" in r.stderr
     assert not (tmp_path / "bad").exists()
+
+
+def test_a_checkpoint_cut_short_is_passed_over_and_a_finished_run_not_extended(data, tmp_path):
+    path, recs = data
+    out = tmp_path / "o"
+    m1 = sft.train_sft(smoke(sft_max_steps=2, sft_save_steps=1), recs[:8], out)
+    assert m1["global_step"] == 2 and sft.last_checkpoint(out).endswith("checkpoint-2")
+    m2 = sft.train_sft(smoke(sft_max_steps=2, sft_save_steps=1), recs[:8], out)      # the same run again
+    assert m2["global_step"] == 2 and m2["train_loss"] == m1["train_loss"]
+    assert not (out / "checkpoint-3").exists()
+    (out / "checkpoint-2/trainer_state.json").unlink()                               # as if killed while saving
+    assert sft.last_checkpoint(out).endswith("checkpoint-1")
+
+
+def test_weights_train_in_float32_under_autocast_without_deepspeed():
+    gpu = load_profile("gpu")
+    assert gpu["dtype"] == "bfloat16" and sft.training_dtype(gpu) == "float32"         # bf16 autocast, fp32 weights
+    assert sft.training_dtype({**gpu, "deepspeed": "zero2"}) == "bfloat16"             # DeepSpeed keeps fp32 masters
+    assert sft.training_dtype({**gpu, "mixed_precision": "no"}) == "bfloat16"          # asked for pure bf16
+    assert sft.training_dtype(load_profile("smoke")) == "float32"
