@@ -32,8 +32,8 @@ def rl_rows(samples:list) -> list:
     "GRPO rows: `prompt` (conversational), `task`, `gold` (JSON text), `scenario`."
     bad = [s.id for s in samples if s.task not in TASK_PROMPTS]
     if bad: raise ValueError(f"no static-task reward for samples {bad[:3]} (tasks: {sorted({s.task for s in samples if s.task not in TASK_PROMPTS})})")
-    return [{"prompt": rl_prompt(s), "task": s.task, "gold": json.dumps(s.gold, ensure_ascii=False, sort_keys=True),
-             "scenario": s.scenario} for s in samples]
+    from magicagent.rewards import grpo_rows
+    return [{**r, "prompt": rl_prompt(s)} for r, s in zip(grpo_rows(samples), samples)]
 
 # %% ../nbs/41_grpo.ipynb #8d3ab3ee
 def rl_records(pool:list,                 # Sample records (the synthesized pool)

@@ -143,14 +143,14 @@ def train_sft(values:dict, samples:list, output_dir:str|Path, model_name:str|Non
               callbacks:list|None=None, **overrides) -> dict:
     "Train (resuming from the latest checkpoint if `resume`), save `final/` and `metrics.json`; return the metrics."
     out = Path(output_dir); out.mkdir(parents=True, exist_ok=True)
-    tr = build_sft_trainer(values, samples, out, model_name, callbacks, **overrides)
     ckpt = last_checkpoint(out) if resume else None
     if ckpt and (out / "metrics.json").exists() and (out / "final").is_dir():     # finished already: do not train past the end
-        st = json.loads((Path(ckpt) / "trainer_state.json").read_text())
-        m = json.loads((out / "metrics.json").read_text())
-        if st["global_step"] >= (tr.args.max_steps if tr.args.max_steps > 0 else st.get("max_steps", 0)) and m.get("global_step") == st["global_step"]:
+        st, m = json.loads((Path(ckpt) / "trainer_state.json").read_text()), json.loads((out / "metrics.json").read_text())
+        planned = sft_args(values, out, **overrides)["max_steps"]
+        if st["global_step"] >= (planned if planned > 0 else st.get("max_steps", 0)) and m.get("global_step") == st["global_step"]:
             print(f"sft: {out} is complete at step {st['global_step']}; nothing to train", file=sys.stderr)
             return m
+    tr = build_sft_trainer(values, samples, out, model_name, callbacks, **overrides)
     if not ckpt and (out / "data_order.jsonl").exists(): (out / "data_order.jsonl").unlink()
     if tr.is_world_process_zero():
         with open(out / "data_order.jsonl", "a") as f: f.write(json.dumps(["start", ckpt]) + "\n")
