@@ -11,8 +11,9 @@ from pathlib import Path
 from .core import RunDir, Sample, read_jsonl, write_json, atomic_open, seed_everything
 
 # %% auto #0
-__all__ = ['training_template', 'sft_rows', 'training_records', 'sft_args', 'training_dtype', 'load_policy', 'DataOrderTrainer',
-           'data_order', 'build_sft_trainer', 'last_checkpoint', 'train_sft', 'run_dir', 'sft_main']
+__all__ = ['training_template', 'sft_rows', 'training_records', 'sft_args', 'training_dtype', 'load_policy',
+           'SeededLengthGroupedSampler', 'DataOrderTrainer', 'data_order', 'build_sft_trainer', 'last_checkpoint',
+           'train_sft', 'run_dir', 'sft_main']
 
 # %% ../nbs/30_sft.ipynb #c63f4db5
 _CHATML_TURN = "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
@@ -94,8 +95,27 @@ def load_policy(name:str, values:dict):
 # %% ../nbs/30_sft.ipynb #45300922
 from trl import SFTTrainer
 
+from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
+
+class SeededLengthGroupedSampler(LengthGroupedSampler):
+    "transformers' length-grouped order, shuffled by `seed + epoch` rather than the global random state, so a resumed run repeats it."
+    def __init__(self, batch_size:int, lengths:list, seed:int=0):
+        super().__init__(batch_size, lengths=lengths); self.seed, self.epoch = seed, 0
+    def set_epoch(self, epoch:int): self.epoch = epoch          # the Trainer calls it at every epoch, resumed or not
+    def __iter__(self):
+        import torch
+        g = torch.Generator(); g.manual_seed(self.seed + self.epoch)
+        return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=g))
+
 class DataOrderTrainer(SFTTrainer):
     "An `SFTTrainer` that logs `(step, fingerprint of the batch's token ids)` to `output_dir/data_order.jsonl`."
+    def _get_train_sampler(self, train_dataset=None):
+        sampler = super()._get_train_sampler(train_dataset)
+        if type(sampler) is LengthGroupedSampler:              # `group_by_length`: seeded per epoch
+            seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+            sampler = SeededLengthGroupedSampler(sampler.batch_size, sampler.lengths, seed)
+        return sampler
+
     def training_step(self, model, inputs, *args, **kw):
         h = hashlib.blake2b(inputs["input_ids"].cpu().numpy().tobytes(), digest_size=8).hexdigest()
         if self.is_world_process_zero():

@@ -69,7 +69,7 @@ def test_training_template_renders_identically(data):
 
 
 KILL = textwrap.dedent("""
-    import os, signal, sys
+    import json, os, signal, sys
     from transformers import TrainerCallback
     from magicagent import sft
     from magicagent.core import read_jsonl
@@ -78,13 +78,14 @@ KILL = textwrap.dedent("""
         def on_step_end(self, args, state, control, **kw):
             if state.global_step == int(sys.argv[3]): os.kill(os.getpid(), signal.SIGKILL)
     v = {**load_profile("smoke"), "model": "tiny-random", "sft_max_steps": 8, "sft_save_steps": 2, "sft_batch_size": 2,
-         "max_seq_length": 128}
+         "max_seq_length": 128, **json.loads(sys.argv[4])}
     sft.train_sft(v, list(read_jsonl(sys.argv[1], as_sample=True)), sys.argv[2], callbacks=[Kill()] if int(sys.argv[3]) else None)
 """)
 
 
-def _run(path, out, kill_at):
-    return subprocess.run([sys.executable, "-c", KILL, str(path), str(out), str(kill_at)], capture_output=True, text=True, timeout=600)
+def _run(path, out, kill_at, **values):
+    return subprocess.run([sys.executable, "-c", KILL, str(path), str(out), str(kill_at), json.dumps(values)],
+                          capture_output=True, text=True, timeout=600)
 
 
 def test_kill_and_resume(data, tmp_path):
@@ -105,6 +106,23 @@ def test_kill_and_resume(data, tmp_path):
     from safetensors.torch import load_file
     a, b = (load_file(d / "final" / "model.safetensors") for d in (ref, cut))
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_kill_in_the_second_epoch_and_resume_grouped_by_length(data, tmp_path):
+    "The cpu profile's sampling (group_by_length, 2 epochs): a kill in epoch 2 resumes to the same order and weights."
+    path = data[0].with_name("short.jsonl")
+    ref, cut = tmp_path / "ref", tmp_path / "cut"
+    kw = dict(group_by_length=True, sft_epochs=2, sft_max_steps=-1)
+    assert _run(path, ref, 0, **kw).returncode == 0
+    assert _run(path, cut, 11, **kw).returncode == -signal.SIGKILL
+    r = _run(path, cut, 0, **kw)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads((cut / "metrics.json").read_text())["resumed_from"].endswith("checkpoint-10")
+    assert sft.data_order(ref) == sft.data_order(cut) and len(sft.data_order(ref)) == 16
+    assert sft.data_order(ref)[:8] != sft.data_order(ref)[8:]         # the second epoch is shuffled anew
+    from safetensors.torch import load_file
+    a, b = (load_file(d / "final" / "model.safetensors") for d in (ref, cut))
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
 
 
 def test_lora_is_merged_on_save(data, tmp_path):
