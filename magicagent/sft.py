@@ -13,7 +13,7 @@ from .core import RunDir, Sample, read_jsonl, write_json, atomic_open, seed_ever
 # %% auto #0
 __all__ = ['training_template', 'sft_rows', 'training_records', 'sft_args', 'training_dtype', 'load_policy',
            'SeededLengthGroupedSampler', 'DataOrderTrainer', 'data_order', 'build_sft_trainer', 'last_checkpoint',
-           'train_sft', 'run_dir', 'sft_main']
+           'run_identity', 'train_sft', 'run_dir', 'sft_main']
 
 # %% ../nbs/30_sft.ipynb #c63f4db5
 _CHATML_TURN = "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
@@ -159,11 +159,38 @@ def last_checkpoint(output_dir:str|Path) -> str|None:
     done = [d for d in Path(output_dir).glob("checkpoint-*") if d.name.split("-")[-1].isdigit() and (d / "trainer_state.json").exists()]
     return str(max(done, key=lambda d: int(d.name.split("-")[-1]))) if done else None
 
-def train_sft(values:dict, samples:list, output_dir:str|Path, model_name:str|None=None, resume:bool=True,
+_NOT_IDENTITY = {"output_dir", "save_steps", "save_total_limit", "logging_steps", "report_to", "use_cpu",
+                 "dataloader_num_workers", "gradient_checkpointing"}   # how a run is carried out, not what it trains
+
+def run_identity(values:dict, samples:list, model_name:str|None=None, **overrides) -> dict:
+    "What makes a checkpoint this run's: the start model, LoRA and dtype, the trainer settings, the data (each hashed)."
+    h = lambda x: hashlib.sha256(json.dumps(x, sort_keys=True, default=str, ensure_ascii=False).encode()).hexdigest()[:16]
+    args = {k: v for k, v in sft_args(values, "", **overrides).items() if k not in _NOT_IDENTITY}
+    return {"model": str(model_name or values["model"]),
+            "policy": h([values.get(k) for k in ("lora", "lora_r", "lora_alpha", "dtype")]),
+            "settings": h(args), "data": h([x.to_dict() if isinstance(x, Sample) else x for x in samples])}
+
+def _clear(out:Path):
+    import shutil
+    for d in [*out.glob("checkpoint-*"), out / "final"]:
+        if d.is_dir(): shutil.rmtree(d)
+    for f in ("metrics.json", "data_order.jsonl", "run.json"): (out / f).unlink(missing_ok=True)
+
+def train_sft(values:dict, samples:list, output_dir:str|Path, model_name:str|None=None,
+              resume:bool|str=True,   # True: resume this run's checkpoints (another run's are an error); False: start afresh; "auto": resume if this run's, else afresh
               callbacks:list|None=None, **overrides) -> dict:
-    "Train (resuming from the latest checkpoint if `resume`), save `final/` and `metrics.json`; return the metrics."
+    "Train (resuming from the latest checkpoint of the same run), save `final/` and `metrics.json`; return the metrics."
     out = Path(output_dir); out.mkdir(parents=True, exist_ok=True)
+    ident = run_identity(values, samples, model_name, **overrides)
     ckpt = last_checkpoint(out) if resume else None
+    if ckpt:
+        before = json.loads((out / "run.json").read_text()) if (out / "run.json").exists() else {}
+        differ = [k for k in ident if before.get(k) != ident[k]]
+        if differ and resume != "auto":
+            raise ValueError(f"{out} holds checkpoints of another run (it differs in: {', '.join(differ)}); "
+                             f"start afresh with --no-resume, or choose another --out")
+        if differ: print(f"sft: {out} held another run (it differs in: {', '.join(differ)}); starting afresh", file=sys.stderr); ckpt = None
+    if not ckpt: _clear(out)
     if ckpt and (out / "metrics.json").exists() and (out / "final").is_dir():     # finished already: do not train past the end
         st, m = json.loads((Path(ckpt) / "trainer_state.json").read_text()), json.loads((out / "metrics.json").read_text())
         planned = sft_args(values, out, **overrides)["max_steps"]
@@ -171,8 +198,8 @@ def train_sft(values:dict, samples:list, output_dir:str|Path, model_name:str|Non
             print(f"sft: {out} is complete at step {st['global_step']}; nothing to train", file=sys.stderr)
             return m
     tr = build_sft_trainer(values, samples, out, model_name, callbacks, **overrides)
-    if not ckpt and (out / "data_order.jsonl").exists(): (out / "data_order.jsonl").unlink()
     if tr.is_world_process_zero():
+        write_json(out / "run.json", ident)
         with open(out / "data_order.jsonl", "a") as f: f.write(json.dumps(["start", ckpt]) + "\n")
     t0 = time.time()
     res = tr.train(resume_from_checkpoint=ckpt)
@@ -199,7 +226,7 @@ def run_dir(values:dict, run_root:str|None=None) -> RunDir:
     return RunDir(values.get("profile", "smoke"), root)
 
 def sft_main(argv:list|None=None) -> int:
-    "Entry point of `magicagent sft --profile NAME [--data JSONL] [--out DIR] [--model M] [--max-steps N] [--lora] [--no-resume]`."
+    "Entry point of `magicagent sft --profile NAME [--data JSONL] [--out DIR] [--model M] [--max-steps N] [--lora] [--no-resume | --restart-if-changed]`."
     import argparse
     from magicagent.pipeline import add_profile_args, profile_values
     p = argparse.ArgumentParser(prog="magicagent sft", description="Supervised fine-tuning on Sample records (§4.1).")
@@ -207,7 +234,8 @@ def sft_main(argv:list|None=None) -> int:
     p.add_argument("--data", default=None, help="a Sample JSONL (default: the run's select/selected.jsonl, else synth/*.jsonl)")
     p.add_argument("--out", default=None, help="default: runs/<profile>/sft"); p.add_argument("--model", default=None)
     p.add_argument("--max-steps", type=int, default=None); p.add_argument("--save-steps", type=int, default=None)
-    p.add_argument("--lora", action="store_true"); p.add_argument("--no-resume", action="store_true")
+    p.add_argument("--lora", action="store_true"); p.add_argument("--no-resume", action="store_true", help="start afresh, clearing --out")
+    p.add_argument("--restart-if-changed", action="store_true", help="resume --out's checkpoints if they are this run's, else start afresh")
     a = p.parse_args(argv)
     try: values = profile_values(a)
     except (ValueError, FileNotFoundError) as e: print(f"magicagent sft: error: {e}", file=sys.stderr); return 2
@@ -217,6 +245,8 @@ def sft_main(argv:list|None=None) -> int:
     rd = run_dir(values, a.run_root)
     try: samples = list(read_jsonl(a.data, as_sample=True)) if a.data else training_records(rd)
     except (FileNotFoundError, ValueError) as e: print(f"magicagent sft: error: {e}", file=sys.stderr); return 2
-    m = train_sft(values, samples, Path(a.out) if a.out else rd.stage("sft"), a.model, resume=not a.no_resume)
+    try: m = train_sft(values, samples, Path(a.out) if a.out else rd.stage("sft"), a.model,
+                       resume=False if a.no_resume else "auto" if a.restart_if_changed else True)
+    except ValueError as e: print(f"magicagent sft: error: {e}", file=sys.stderr); return 2
     print(json.dumps({k: m[k] for k in ("global_step", "train_loss", "seconds", "samples", "resumed_from")}))
     return 0

@@ -245,3 +245,24 @@ def test_weights_train_in_float32_under_autocast_without_deepspeed():
     assert sft.training_dtype({**gpu, "deepspeed": "zero2"}) == "bfloat16"             # DeepSpeed keeps fp32 masters
     assert sft.training_dtype({**gpu, "mixed_precision": "no"}) == "bfloat16"          # asked for pure bf16
     assert sft.training_dtype(load_profile("smoke")) == "float32"
+
+
+def test_checkpoints_resume_only_the_run_that_wrote_them(data, tmp_path):
+    path, recs = data
+    other = tmp_path / "other.jsonl"; write_jsonl(other, recs[2:10])
+    out = tmp_path / "o"
+    cmd = lambda data, *flags: subprocess.run([sys.executable, "-m", "magicagent.pipeline", "sft", "--profile", "smoke", "--data", str(data),
+                                               "--out", str(out), "--max-steps", "2", "--save-steps", "1", *flags],
+                                              capture_output=True, text=True, timeout=600)
+    r = cmd(path); assert r.returncode == 0, r.stderr[-2000:]
+    r = cmd(other)                                                   # other data, same --out: refused, nothing lost
+    assert r.returncode == 2 and "another run (it differs in: data)" in r.stderr
+    assert sft.last_checkpoint(out).endswith("checkpoint-2") and (out / "final").is_dir()
+    r = cmd(other, "--restart-if-changed")                           # the notebooks' mode: a changed run starts afresh
+    assert r.returncode == 0 and "starting afresh" in r.stderr
+    m = json.loads(r.stdout.strip().splitlines()[-1]); assert (m["resumed_from"], m["global_step"]) == (None, 2)
+    r = cmd(other, "--restart-if-changed")                           # the same run again: resumed, nothing to train
+    assert r.returncode == 0 and "nothing to train" in r.stderr
+    (out / "checkpoint-7").mkdir(); (out / "checkpoint-7/trainer_state.json").write_text("{}")   # a stale checkpoint
+    r = cmd(path, "--no-resume")
+    assert r.returncode == 0 and sorted(d.name for d in out.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
