@@ -158,13 +158,18 @@ def generate_completions(generator,          # a `magicagent.models.Generator`
 
 # %% ../nbs/31_evaluate.ipynb #b5f26ce1
 def load_split(data:str|Path, limit:int|None=None, tasks:tuple=STATIC_TASKS) -> list:
-    "The held-out `Sample`s of directory `data` (`<task>.jsonl`), at most `limit` per task."
+    "The held-out `Sample`s of directory `data` (`<task>.jsonl`), at most `limit` per task, their gold checked before any generation."
+    from magicagent.rewards import check_gold, GoldError
     data = Path(data)
     if not data.is_dir(): raise FileNotFoundError(f"--data {data}: no such directory")
     out = []
     for t in tasks:
         f = data / f"{t}.jsonl"
-        if f.exists(): out += list(read_jsonl(f, as_sample=True))[:limit]
+        if not f.exists(): continue
+        for s in list(read_jsonl(f, as_sample=True))[:limit]:
+            try: check_gold(s.task, s.gold)
+            except GoldError as e: raise ValueError(f"{f}: record {s.id}: {e}") from None
+            out.append(s)
     if not out: raise ValueError(f"--data {data}: no <task>.jsonl files with records")
     return out
 

@@ -32,7 +32,10 @@ def rl_rows(samples:list) -> list:
     "GRPO rows: `prompt` (conversational), `task`, `gold` (JSON text), `scenario`."
     bad = [s.id for s in samples if s.task not in TASK_PROMPTS]
     if bad: raise ValueError(f"no static-task reward for samples {bad[:3]} (tasks: {sorted({s.task for s in samples if s.task not in TASK_PROMPTS})})")
-    from magicagent.rewards import grpo_rows
+    from magicagent.rewards import grpo_rows, check_gold, GoldError
+    for s in samples:                  # a bad gold is found now, not mid-training when a completion first parses
+        try: check_gold(s.task, s.gold)
+        except GoldError as e: raise ValueError(f"sample {s.id}: {e}") from None
     return [{**r, "prompt": rl_prompt(s)} for r, s in zip(grpo_rows(samples), samples)]
 
 # %% ../nbs/41_grpo.ipynb #8d3ab3ee
@@ -196,6 +199,7 @@ def grpo_main(argv:list|None=None) -> int:
             info = _data_info(str(a.data), samples)
         else: samples, info = grpo_records(rd, values, tokenizer=start)
     except (FileNotFoundError, ValueError) as e: print(f"magicagent grpo: error: {e}", file=sys.stderr); return 2
-    m = train_grpo(values, samples, Path(a.out) if a.out else rd.stage("grpo"), start, resume=not a.no_resume, data_info=info)
+    try: m = train_grpo(values, samples, Path(a.out) if a.out else rd.stage("grpo"), start, resume=not a.no_resume, data_info=info)
+    except ValueError as e: print(f"magicagent grpo: error: {e}", file=sys.stderr); return 2
     print(json.dumps({k: m[k] for k in ("global_step", "train_loss", "seconds", "samples", "start_model", "data")}))
     return 0

@@ -20,9 +20,9 @@ __all__ = ['WORFBENCH_OFFICIAL_EMBEDDER', 'JUDGE_PROMPT', 'TextEmbedder', 'get_e
            'worfbench_gold_sequences', 'chain_prf', 'worfbench_chain', 'worfbench_graph', 'worfbench_score',
            'naturalplan_trip_parse', 'naturalplan_trip_score', 'naturalplan_meeting_parse', 'meeting_constraints',
            'meeting_replay', 'naturalplan_meeting_score', 'naturalplan_calendar_parse', 'naturalplan_calendar_score',
-           'naturalplan_score', 'RewardConfig', 'GoldError', 'completion_text', 'as_gold', 'grpo_rows', 'json_equal',
-           'UnifiedReward', 'unified_reward', 'reward_breakdown', 'magiceval_item', 'magiceval', 'read_worfbench_gold',
-           'read_worfbench_pred', 'score_main']
+           'naturalplan_score', 'RewardConfig', 'GoldError', 'completion_text', 'as_gold', 'check_gold', 'grpo_rows',
+           'json_equal', 'UnifiedReward', 'unified_reward', 'reward_breakdown', 'magiceval_item', 'magiceval',
+           'read_worfbench_gold', 'read_worfbench_pred', 'score_main']
 
 # %% ../nbs/40_rewards.ipynb #dc1981d5
 WORFBENCH_OFFICIAL_EMBEDDER = "sentence-transformers/all-mpnet-base-v2"  # upstream's `all-mpnet-base-v2`
@@ -418,6 +418,18 @@ def as_gold(g:Any) -> dict:
     if not isinstance(g, dict): raise GoldError(f"field `gold` must be an object, got {type(g).__name__}")
     return g
 
+def check_gold(task:str, g:Any) -> dict:
+    "`g` as a gold object with the fields `task`'s content reward reads; else `GoldError` naming them."
+    g = as_gold(g)
+    strs = lambda x: isinstance(x, list) and all(isinstance(v, str) for v in x)
+    if task == "decomposition" and not (strs(g.get("steps")) and isinstance(g.get("reply"), str)):
+        raise GoldError("decomposition gold needs `steps` (list) and `reply` (text)")
+    if task == "tool_planning" and not isinstance(g.get("tools"), list): raise GoldError("tool_planning gold needs `tools` (list)")
+    if task == "orchestration" and not (strs(g.get("nodes")) and isinstance(g.get("edges"), list)):
+        raise GoldError("orchestration gold needs `nodes` and `edges` (lists)")
+    if task == "long_horizon" and not isinstance(g.get("name"), str): raise GoldError("long_horizon gold needs `name` (text)")
+    return g
+
 def grpo_rows(samples:Sequence) -> list:
     "GRPO dataset rows from Sample records: `prompt`, `task`, `gold` (JSON text), `scenario`."
     return [{"prompt": s.prompt, "task": s.task, "gold": json.dumps(s.gold, ensure_ascii=False, sort_keys=True), "scenario": s.scenario} for s in samples]
@@ -447,20 +459,17 @@ def _texts(task, parsed, gold, cfg):
 def _content(task, parsed, gold, cfg, emb, verify):
     if task == "decomposition":
         steps, gsteps = parsed["steps"], gold.get("steps")
-        if not isinstance(gsteps, list) or not all(isinstance(x, str) for x in gsteps) or not isinstance(gold.get("reply"), str): raise GoldError("decomposition gold needs `steps` (list) and `reply` (text)")
         if len(steps) != len(gsteps): return 0.0
         sim = emb.encode(steps + [parsed["reply"]]) * emb.encode(list(gsteps) + [gold["reply"]])
         cos = sim.sum(axis=1)
         return float(bool((cos[:-1] >= cfg.tau_step).all() and cos[-1] >= cfg.tau_reply))
     if task == "tool_planning":
-        if not isinstance(gold.get("tools"), list): raise GoldError("tool_planning gold needs `tools` (list)")
         return float(parsed["tools"] == gold["tools"])
     if task == "scheduling":
         v = verify(gold, parsed["answer"])
         if isinstance(v, list) and any(isinstance(x, str) and x.startswith("invalid gold") for x in v): raise GoldError(f"scheduling gold: {v[0]}")
         return float(isinstance(v, list) and not v)
     if task == "orchestration":
-        if not isinstance(gold.get("nodes"), list) or not all(isinstance(x, str) for x in gold["nodes"]) or not isinstance(gold.get("edges"), list): raise GoldError("orchestration gold needs `nodes` and `edges` (lists)")
         if len(parsed["nodes"]) > cfg.max_workflow_nodes: return 0.0
         p, g = _workflow(parsed["nodes"], parsed["edges"]), _workflow(gold["nodes"], gold["edges"])
         f = []
@@ -470,7 +479,6 @@ def _content(task, parsed, gold, cfg, emb, verify):
         except ValueError as e: raise GoldError(f"orchestration gold: {e}") from None
         return min(1.0, max(0.0, sum(f) / len(f)))
     if task == "long_horizon":
-        if not isinstance(gold.get("name"), str): raise GoldError("long_horizon gold needs `name` (text)")
         if parsed["name"] != gold["name"]: return 0.0
         if gold["name"] == "reply":
             c = parsed["arguments"].get("content")
@@ -503,7 +511,7 @@ class UnifiedReward:
         if not (len(completions) == len(task) == len(gold)): raise ValueError(f"completions, task and gold differ in length: {len(completions)}, {len(task)}, {len(gold)}")
         for t in set(task):
             if t not in self.tasks: raise ValueError(f"task {t!r} is not among this reward's tasks {self.tasks}")
-        golds, parsed = [as_gold(g) for g in gold], []
+        golds, parsed = [check_gold(t, g) for t, g in zip(task, gold)], []     # a bad gold fails whatever the completion
         for c, t in zip(completions, task):
             try: parsed.append(PARSERS[t](completion_text(c)))
             except ParseError: parsed.append(None)

@@ -192,3 +192,14 @@ def test_cli_tiny_random_start_and_data_without_static_tasks(data, tmp_path):
                         "--data", str(tmp_path / "online.jsonl"), "--out", str(tmp_path / "g2")], capture_output=True, text=True, timeout=600)
     assert r.returncode == 2 and "no record of a static task" in r.stderr and "online" in r.stderr
     assert not (tmp_path / "g2").exists()
+
+
+def test_a_bad_gold_is_refused_before_training(data, tmp_path):
+    d, recs = data
+    bad = Sample(**{**recs[0].to_dict(), "id": "bad-1", "gold": {"nodes": ["x"]}}) if recs[0].task == "orchestration" else None
+    assert bad is not None
+    with pytest.raises(ValueError, match="sample bad-1: orchestration gold needs `nodes` and `edges`"): grpo.rl_rows([recs[1], bad])
+    write_jsonl(tmp_path / "bad.jsonl", [bad])
+    r = subprocess.run([sys.executable, "-m", "magicagent.pipeline", "grpo", "--profile", "smoke", "--model", str(d / "policy"),
+                        "--data", str(tmp_path / "bad.jsonl"), "--out", str(tmp_path / "g")], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 2 and "sample bad-1" in r.stderr and "Traceback" not in r.stderr
