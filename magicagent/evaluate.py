@@ -150,7 +150,10 @@ def generate_completions(generator,          # a `magicagent.models.Generator`
     bar = tqdm(total=len(samples), desc="generate", disable=not progress, leave=False)
     for i in range(0, len(order), batch_size):
         chunk = order[i:i + batch_size]
-        gen = generator.generate([samples[j].prompt for j in chunk], n=1, temperature=0.0, max_new_tokens=max_new_tokens)
+        try: gen = generator.generate([samples[j].prompt for j in chunk], n=1, temperature=0.0, max_new_tokens=max_new_tokens)
+        except (RuntimeError, OSError) as e:     # a server that fails or goes away: say where, after how many
+            raise RuntimeError(f"generation failed on sample(s) {', '.join(samples[j].id for j in chunk)} "
+                               f"after {i} of {len(samples)}: {e}") from None
         for j, g in zip(chunk, gen): out[j] = g[0]
         bar.update(len(chunk))
     bar.close()
@@ -323,7 +326,7 @@ def evaluate_main(argv:list|None=None) -> int:
         res = evaluate(a.model, data, out, a.backend, a.limit or vals.get("eval_n"), a.batch_size,
                        a.max_new_tokens or vals.get("max_new_tokens") or 256, progress=not a.no_progress,
                        dtype=a.dtype or vals.get("eval_dtype") or None)
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError, RuntimeError, ImportError) as e:
         print(f"magicagent evaluate: error: {e}", file=sys.stderr); return 2
     print(results_table(res)); print(f"\nwritten: {out / 'heldout.json'}")
     if earlier is not None:

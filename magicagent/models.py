@@ -212,6 +212,8 @@ class OpenAIGenerator(Generator):
             with urllib.request.urlopen(req, timeout=self.timeout) as r: return json.loads(r.read())
         except urllib.error.HTTPError as e:
             raise RuntimeError(f"{self.base_url}: HTTP {e.code}: {e.read()[:300]!r}") from None
+        except (urllib.error.URLError, OSError) as e:      # refused, unknown host, timed out
+            raise RuntimeError(f"{self.base_url}: cannot reach the server: {getattr(e, 'reason', e)}") from None
     def generate(self, conversations, n=1, temperature=0.0, top_p=1.0, top_k=0, max_new_tokens=256, seed=0):
         out = []
         for c in conversations:

@@ -209,3 +209,14 @@ def test_paired_comparison_rejects_unpaired_rows():
         ev.paired_comparison(a, a + a)
     with pytest.raises(ValueError, match="before row 0 has no 'total'"):
         ev.paired_comparison([{"id": "a", "task": "decomposition"}], a)
+
+
+def test_an_unreachable_server_names_itself_and_the_sample(split, tmp_path):
+    import os, socket
+    with socket.socket() as s: s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]   # nothing listens there now
+    test_dir = split[1]
+    r = subprocess.run([sys.executable, "-m", "magicagent.pipeline", "evaluate", "--model", "m", "--backend", "openai",
+                        "--data", str(test_dir), "--out", str(tmp_path / "e"), "--limit", "1", "--no-progress"],
+                       capture_output=True, text=True, timeout=300, env={**os.environ, "OPENAI_BASE_URL": f"http://127.0.0.1:{port}/v1"})
+    assert r.returncode == 2 and f"http://127.0.0.1:{port}/v1: cannot reach the server" in r.stderr, r.stderr[-1500:]
+    assert "generation failed on sample(s)" in r.stderr and "after 0 of" in r.stderr and "Traceback" not in r.stderr
