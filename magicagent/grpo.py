@@ -96,20 +96,20 @@ def grpo_args(values:dict,          # profile values
               **overrides) -> dict:
     "The `GRPOConfig` keyword arguments for a profile."
     import torch
-    from magicagent.pipeline import mixed_precision, profile_flag
+    from magicagent.pipeline import mixed_precision, profile_flag, typed
     mp = mixed_precision(values)
-    bs, ga, gpus = int(values.get("grpo_batch_size", 4)), int(values.get("grpo_grad_accum") or 1), max(1, int(values.get("num_gpus") or 1))
-    kw = dict(output_dir=str(output_dir), learning_rate=float(values["grpo_lr"]), max_steps=int(values.get("grpo_max_steps", -1)),
-              num_train_epochs=float(values.get("grpo_epochs") or 1), per_device_train_batch_size=bs, gradient_accumulation_steps=ga,
-              generation_batch_size=bs * ga * gpus, num_generations=int(values["grpo_num_generations"]),
-              beta=float(values.get("grpo_beta", 0.04)), temperature=float(values["temperature"]), top_p=float(values["top_p"]),
-              top_k=int(values.get("top_k") or 0), max_completion_length=int(values.get("grpo_max_completion_length") or values.get("max_new_tokens", 256)),
-              use_vllm=bool(values.get("use_vllm")), weight_decay=float(values.get("weight_decay", 0.0)),
-              adam_beta1=float(values.get("adam_beta1", 0.9)), adam_beta2=float(values.get("adam_beta2", 0.999)),
+    bs, ga, gpus = typed(values, "grpo_batch_size", int, 4), typed(values, "grpo_grad_accum", int, 1), max(1, typed(values, "num_gpus", int, 1))
+    kw = dict(output_dir=str(output_dir), learning_rate=typed(values, "grpo_lr", float), max_steps=typed(values, "grpo_max_steps", int, -1),
+              num_train_epochs=typed(values, "grpo_epochs", float, 1), per_device_train_batch_size=bs, gradient_accumulation_steps=ga,
+              generation_batch_size=bs * ga * gpus, num_generations=typed(values, "grpo_num_generations", int),
+              beta=typed(values, "grpo_beta", float, 0.04), temperature=typed(values, "temperature", float), top_p=typed(values, "top_p", float),
+              top_k=typed(values, "top_k", int, 0), max_completion_length=typed(values, "grpo_max_completion_length", int, 0) or typed(values, "max_new_tokens", int, 256),
+              use_vllm=bool(values.get("use_vllm")), weight_decay=typed(values, "weight_decay", float, 0.0),
+              adam_beta1=typed(values, "adam_beta1", float, 0.9), adam_beta2=typed(values, "adam_beta2", float, 0.999),
               lr_scheduler_type=values.get("lr_scheduler", "linear"), bf16=mp == "bf16", fp16=mp == "fp16",
               loss_type=values.get("grpo_loss_type") or "grpo", mask_truncated_completions=profile_flag(values, "grpo_mask_truncated"),
-              reward_weights=[float(values.get("reward_weights", 1.0))], logging_steps=1, save_strategy="steps",
-              save_steps=int(values.get("grpo_save_steps") or 50), save_total_limit=2, seed=int(values.get("seed", 0)),
+              reward_weights=[typed(values, "reward_weights", float, 1.0)], logging_steps=1, save_strategy="steps",
+              save_steps=typed(values, "grpo_save_steps", int, 50), save_total_limit=2, seed=typed(values, "seed", int, 0),
               report_to="none", use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0)
     gc = values.get("grpo_gradient_checkpointing")
     if gc is None: gc = values.get("gradient_checkpointing")

@@ -13,8 +13,9 @@ from .core import write_json, atomic_open
 # %% auto #0
 __all__ = ['PROFILES', 'STAGES', 'SUBCOMMANDS', 'HELP', 'find_settings', 'parse_value', 'load_profile', 'set_values',
            'add_profile_args', 'profile_values', 'find_nbs_dir', 'list_notebooks', 'select_notebooks', 'NotebookFailed',
-           'declared_parameters', 'execute_notebook', 'run_pipeline', 'config_path', 'mixed_precision', 'profile_flag',
-           'launch_command', 'stream', 'stage_sets', 'run_stage', 'sbatch_script', 'render_readme', 'run_main', 'main']
+           'declared_parameters', 'execute_notebook', 'run_pipeline', 'config_path', 'mixed_precision', 'typed',
+           'profile_flag', 'launch_command', 'stream', 'stage_sets', 'run_stage', 'sbatch_script', 'render_readme',
+           'run_main', 'main']
 
 # %% ../nbs/90_pipeline.ipynb #e0a60991
 PROFILES = ("smoke", "cpu", "gpu", "full")
@@ -225,6 +226,15 @@ def mixed_precision(values:dict) -> str:
     if mp == "fast": mp = "bf16" if fast_bf16() else "no"
     if mp not in ("bf16", "fp16", "no"): raise ValueError(f"mixed_precision {mp!r}; expected bf16, fp16, no or fast")
     return mp
+
+def typed(values:dict, key:str, typ:type, default=None):
+    "`values[key]` as `typ`, `default` when missing or empty; a value that is not a `typ` (or a required one missing) names its key."
+    v = values.get(key)
+    if v is None or v == "":
+        if default is None: raise ValueError(f"profile value {key} is missing or empty; expected {typ.__name__}")
+        return default
+    try: return typ(v)
+    except (TypeError, ValueError): raise ValueError(f"profile value {key} = {v!r}: expected {typ.__name__}") from None
 
 def profile_flag(values:dict, key:str, default:bool=False) -> bool:
     "A yes/no profile value: `default` when `key` is missing, else whether it reads true, yes or 1 (any case)."

@@ -46,7 +46,7 @@ def training_records(rd:RunDir) -> list:
     return [s for f in files for s in read_jsonl(f, as_sample=True)]
 
 # %% ../nbs/30_sft.ipynb #9a0029b3
-from .pipeline import mixed_precision, profile_flag   # the profile's precision and yes/no values, shared with the launcher
+from .pipeline import mixed_precision, profile_flag, typed   # the profile's precision, yes/no and typed values, shared with the launcher
 
 def sft_args(values:dict,            # profile values (`magicagent.pipeline.load_profile`)
              output_dir:str|Path,    # checkpoints go here
@@ -54,18 +54,18 @@ def sft_args(values:dict,            # profile values (`magicagent.pipeline.load
     "The `SFTConfig` keyword arguments for a profile."
     import torch
     mp = mixed_precision(values)
-    kw = dict(output_dir=str(output_dir), num_train_epochs=float(values.get("sft_epochs", 1)),
-              max_steps=int(values.get("sft_max_steps", -1)), learning_rate=float(values["sft_lr"]),
-              per_device_train_batch_size=int(values.get("sft_batch_size", 1)),
-              gradient_accumulation_steps=int(values.get("sft_grad_accum", 1)),
-              weight_decay=float(values.get("weight_decay", 0.0)), adam_beta1=float(values.get("adam_beta1", 0.9)),
-              adam_beta2=float(values.get("adam_beta2", 0.999)), lr_scheduler_type=values.get("lr_scheduler", "linear"),
-              bf16=mp == "bf16", fp16=mp == "fp16", max_length=int(values.get("max_seq_length", 1024)),
-              warmup_steps=float(values.get("warmup_ratio") or 0.0),
+    kw = dict(output_dir=str(output_dir), num_train_epochs=typed(values, "sft_epochs", float, 1),
+              max_steps=typed(values, "sft_max_steps", int, -1), learning_rate=typed(values, "sft_lr", float),
+              per_device_train_batch_size=typed(values, "sft_batch_size", int, 1),
+              gradient_accumulation_steps=typed(values, "sft_grad_accum", int, 1),
+              weight_decay=typed(values, "weight_decay", float, 0.0), adam_beta1=typed(values, "adam_beta1", float, 0.9),
+              adam_beta2=typed(values, "adam_beta2", float, 0.999), lr_scheduler_type=values.get("lr_scheduler", "linear"),
+              bf16=mp == "bf16", fp16=mp == "fp16", max_length=typed(values, "max_seq_length", int, 1024),
+              warmup_steps=typed(values, "warmup_ratio", float, 0.0),
               train_sampling_strategy="group_by_length" if profile_flag(values, "group_by_length") else "random",
               assistant_only_loss=True, packing=False, logging_steps=1, save_strategy="steps",
-              save_steps=int(values.get("sft_save_steps") or 50), save_total_limit=2, seed=int(values.get("seed", 0)),
-              data_seed=int(values.get("seed", 0)), report_to="none", use_cpu=not torch.cuda.is_available(),
+              save_steps=typed(values, "sft_save_steps", int, 50), save_total_limit=2, seed=typed(values, "seed", int, 0),
+              data_seed=typed(values, "seed", int, 0), report_to="none", use_cpu=not torch.cuda.is_available(),
               dataloader_num_workers=0)
     if values.get("gradient_checkpointing") is not None: kw["gradient_checkpointing"] = bool(values["gradient_checkpointing"])
     if values.get("deepspeed"):

@@ -266,3 +266,12 @@ def test_checkpoints_resume_only_the_run_that_wrote_them(data, tmp_path):
     (out / "checkpoint-7").mkdir(); (out / "checkpoint-7/trainer_state.json").write_text("{}")   # a stale checkpoint
     r = cmd(path, "--no-resume")
     assert r.returncode == 0 and sorted(d.name for d in out.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
+
+
+def test_a_bad_profile_value_names_its_key(data, tmp_path):
+    path, _ = data
+    r = subprocess.run([sys.executable, "-m", "magicagent.pipeline", "sft", "--profile", "smoke", "--set", "sft_lr=abc",
+                        "--data", str(path), "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "profile value sft_lr = 'abc': expected float" in r.stderr and "Traceback" not in r.stderr
+    with pytest.raises(ValueError, match="profile value sft_lr is missing or empty"): sft.sft_args(smoke(sft_lr=None), tmp_path)
+    assert sft.sft_args(smoke(sft_max_steps=None), tmp_path)["max_steps"] == -1        # empty: the default
