@@ -137,8 +137,8 @@ def build_grpo_trainer(values:dict, samples:list, output_dir:str|Path, model_nam
         if not (start / "config.json").exists():
             m, t = build_tiny_random(); m.save_pretrained(start); t.save_pretrained(start)
         model_name = str(start)
+    args = GRPOConfig(**grpo_args(values, output_dir, **overrides))   # first: under ZeRO-3 the model then loads partitioned
     model, tok = load_causal_lm(model_name, dtype=training_dtype(values)), load_tokenizer(model_name)
-    args = GRPOConfig(**grpo_args(values, output_dir, **overrides))
     return GRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=Dataset.from_list(rows),
                        processing_class=tok, callbacks=callbacks)
 
@@ -161,8 +161,7 @@ def train_grpo(values:dict, samples:list, output_dir:str|Path, model_name:str, r
     ckpt = last_checkpoint(out) if resume else None
     t0 = time.time()
     res = tr.train(resume_from_checkpoint=ckpt)
-    if tr.is_world_process_zero():
-        tr.model.save_pretrained(out / "final"); tr.processing_class.save_pretrained(out / "final")
+    tr.save_model(str(out / "final"))                           # every rank: ZeRO-3 gathers the weights
     m = {"global_step": tr.state.global_step, "resumed_from": ckpt, "start_model": str(model_name), "train_loss": res.training_loss,
          "seconds": round(time.time() - t0, 1), "samples": len(samples), "data": data_info or {}, "curves": reward_curves(tr.state.log_history),
          "log_history": tr.state.log_history,

@@ -21,11 +21,13 @@ _CHATML_TRAIN = ("{% if message['role'] == 'assistant' %}{{'<|im_start|>assistan
                  "{{ message['content'] + '<|im_end|>' }}{% endgeneration %}{{'\n'}}{% else %}" + _CHATML_TURN + "{% endif %}")
 
 def training_template(tokenizer) -> str|None:
-    "The tokenizer's chat template with `{% generation %}` markers around assistant turns (None: let TRL patch it)."
+    "The chat template SFT trains with: `{% generation %}` markers around assistant turns (TRL's training template for the templates it knows, e.g. Qwen3's), or None."
     t = tokenizer.chat_template or ""
     if "{% generation %}" in t: return t
     if _CHATML_TURN in t: return t.replace(_CHATML_TURN, _CHATML_TRAIN)
-    return None
+    from trl.chat_template_utils import get_training_chat_template
+    try: return get_training_chat_template(tokenizer)     # set on the tokenizer, so that lengths are measured on the text trained on
+    except Exception: return None                         # a template TRL does not know: its trainer says so
 
 # %% ../nbs/30_sft.ipynb #cf658e29
 def sft_rows(samples:list # `Sample`s (or Sample dicts)
@@ -139,11 +141,11 @@ def build_sft_trainer(values:dict, samples:list, output_dir:str|Path, model_name
     from datasets import Dataset
     from trl import SFTConfig
     seed_everything(int(values.get("seed", 0)))
+    args = SFTConfig(**sft_args(values, output_dir, **overrides))   # first: under ZeRO-3 the model then loads partitioned
     model, tok = load_policy(model_name or values["model"], values)
     tt = training_template(tok)
     original = tok.chat_template
     if tt: tok.chat_template = tt
-    args = SFTConfig(**sft_args(values, output_dir, **overrides))
     rows = sft_rows(samples)
     from magicagent.novelsum import chat_lengths
     lens = chat_lengths(rows, tok)
@@ -203,10 +205,11 @@ def train_sft(values:dict, samples:list, output_dir:str|Path, model_name:str|Non
         with open(out / "data_order.jsonl", "a") as f: f.write(json.dumps(["start", ckpt]) + "\n")
     t0 = time.time()
     res = tr.train(resume_from_checkpoint=ckpt)
-    model = tr.model.merge_and_unload() if hasattr(tr.model, "merge_and_unload") else tr.model
     tr.processing_class.chat_template = tr.original_chat_template
-    if tr.is_world_process_zero():
-        model.save_pretrained(out / "final"); tr.processing_class.save_pretrained(out / "final")
+    if hasattr(tr.model, "merge_and_unload"):                  # LoRA: the adapter merged into a plain model
+        if tr.is_world_process_zero():
+            tr.model.merge_and_unload().save_pretrained(out / "final"); tr.processing_class.save_pretrained(out / "final")
+    else: tr.save_model(str(out / "final"))                     # every rank: ZeRO-3 gathers the weights
     m = {"global_step": tr.state.global_step, "resumed_from": ckpt, "train_loss": res.training_loss,
          "seconds": round(time.time() - t0, 1), "samples": len(samples), "dropped_too_long": tr.dropped_too_long,
          "log_history": tr.state.log_history,

@@ -275,3 +275,20 @@ def test_a_bad_profile_value_names_its_key(data, tmp_path):
     assert r.returncode == 2 and "profile value sft_lr = 'abc': expected float" in r.stderr and "Traceback" not in r.stderr
     with pytest.raises(ValueError, match="profile value sft_lr is missing or empty"): sft.sft_args(smoke(sft_lr=None), tmp_path)
     assert sft.sft_args(smoke(sft_max_steps=None), tmp_path)["max_steps"] == -1        # empty: the default
+
+
+def test_lengths_are_measured_with_the_template_trl_trains_with():
+    "Qwen3's template drops earlier <think> blocks; TRL trains with its prefix-preserving one, so that is the one measured."
+    import trl.chat_template_utils as ct
+    from magicagent.models import smollm2_tokenizer
+    from magicagent.novelsum import chat_lengths
+    tok = smollm2_tokenizer(); tok.chat_template = ct.qwen3_chat_template
+    tt = sft.training_template(tok)
+    assert tt == ct.qwen3_training_chat_template
+    conv = {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "<think>" + "long reasoning " * 20 + "</think>x"},
+                         {"role": "user", "content": "b"}, {"role": "assistant", "content": "y"}]}
+    plain = chat_lengths([conv], tok)[0]
+    tok.chat_template = tt
+    assert chat_lengths([conv], tok)[0] > plain + 40                 # the earlier reasoning is counted
+    tok.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    assert sft.training_template(tok) is None                        # unknown to TRL: its trainer reports it
