@@ -288,9 +288,11 @@ def paired_table(cmp:dict, before:str="before", after:str="after") -> str:
 
 # %% ../nbs/31_evaluate.ipynb #eaf8e29f
 def eval_name(model:str) -> str:
-    "A directory name for `model`: a registry name or hub id as is, a local path by its last two parts."
+    "A directory name for `model`: a registry name or hub id as is, a local path by its last two parts and a digest of the whole."
     p = Path(model)
-    return "__".join(p.resolve().parts[-2:]) if p.exists() else model
+    if not p.exists(): return model
+    full = p.resolve()      # two runs' `sft/final` differ in the digest
+    return "__".join(full.parts[-2:]) + "-" + hashlib.sha256(str(full).encode()).hexdigest()[:6]
 
 def evaluate_main(argv:list|None=None) -> int:
     "Entry point of `magicagent evaluate --model PATH|NAME --data TEST_DIR [--backend …] [--profile P] [--name N] [--against DIR]`."
