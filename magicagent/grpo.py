@@ -12,8 +12,8 @@ from pathlib import Path
 from .core import STATIC_TASKS, RunDir, Sample, read_jsonl, write_json, seed_everything
 
 # %% auto #0
-__all__ = ['TASK_PROMPTS', 'rl_prompt', 'rl_rows', 'rl_records', 'grpo_records', 'grpo_args', 'build_grpo_trainer',
-           'reward_curves', 'train_grpo', 'grpo_main']
+__all__ = ['TASK_PROMPTS', 'rl_prompt', 'rl_rows', 'rl_records', 'grpo_records', 'drop_long_prompts', 'grpo_args',
+           'build_grpo_trainer', 'reward_curves', 'train_grpo', 'grpo_main']
 
 # %% ../nbs/41_grpo.ipynb #c199ce27
 TASK_PROMPTS = {
@@ -84,6 +84,18 @@ def grpo_records(rd:RunDir, values:dict,
             raise ValueError(f"grpo_data = unselected: no records in {rd.stage('synth', mkdir=False)} outside the SFT data "
                              "(SFT trained on the whole pool); set grpo_data = selected or run the selection stage")
     return recs, _data_info(src, recs, dropped)
+
+def drop_long_prompts(recs:list, max_tokens:int, tokenizer) -> tuple:
+    "`(kept, {task: number dropped})`: records whose RL prompt (`rl_prompt`, with the generation prompt) is longer than `max_tokens`."
+    if isinstance(tokenizer, str):
+        from magicagent.models import load_tokenizer
+        tokenizer = load_tokenizer(tokenizer)
+    keep, dropped = [], Counter()
+    for s in recs:
+        ids = tokenizer.apply_chat_template(rl_prompt(s), tokenize=True, add_generation_prompt=True)
+        if len(ids if isinstance(ids, list) else ids["input_ids"]) <= max_tokens: keep.append(s)
+        else: dropped[s.task] += 1
+    return keep, dict(sorted(dropped.items()))
 
 def _data_info(src:str, recs:list, too_long:dict|None=None) -> dict:
     "What `metrics.json` records of the GRPO prompts: their source, number, count per task and what was too long."
@@ -173,7 +185,7 @@ def train_grpo(values:dict, samples:list, output_dir:str|Path, model_name:str, r
 def grpo_main(argv:list|None=None) -> int:
     "Entry point of `magicagent grpo --profile NAME [--model SFT_DIR] [--data JSONL] [--out DIR] [--max-steps N]`."
     import argparse
-    from magicagent.pipeline import add_profile_args, profile_values
+    from magicagent.pipeline import add_profile_args, profile_values, typed
     from magicagent.sft import run_dir
     p = argparse.ArgumentParser(prog="magicagent grpo", description="GRPO with the unified reward (§4.2.2).")
     add_profile_args(p); p.add_argument("--run-root", default=None)
@@ -197,6 +209,10 @@ def grpo_main(argv:list|None=None) -> int:
                                              f"tasks found: {sorted({s.task for s in recs}) or 'none'}")
             info = _data_info(str(a.data), samples)
         else: samples, info = grpo_records(rd, values, tokenizer=start)
+        if values.get("max_prompt_length"):      # TRL's GRPOConfig has no prompt cap: the profile's is applied here
+            samples, info["prompt_too_long"] = drop_long_prompts(samples, typed(values, "max_prompt_length", int), start)
+            if not samples: raise ValueError(f"every GRPO prompt is longer than max_prompt_length={values['max_prompt_length']} tokens")
+            info["prompts"], info["per_task"] = len(samples), dict(sorted(Counter(s.task for s in samples).items()))
     except (FileNotFoundError, ValueError) as e: print(f"magicagent grpo: error: {e}", file=sys.stderr); return 2
     try: m = train_grpo(values, samples, Path(a.out) if a.out else rd.stage("grpo"), start, resume=not a.no_resume, data_info=info)
     except ValueError as e: print(f"magicagent grpo: error: {e}", file=sys.stderr); return 2

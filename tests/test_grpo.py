@@ -203,3 +203,19 @@ def test_a_bad_gold_is_refused_before_training(data, tmp_path):
     r = subprocess.run([sys.executable, "-m", "magicagent.pipeline", "grpo", "--profile", "smoke", "--model", str(d / "policy"),
                         "--data", str(tmp_path / "bad.jsonl"), "--out", str(tmp_path / "g")], capture_output=True, text=True, timeout=600)
     assert r.returncode == 2 and "sample bad-1" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_prompts_longer_than_max_prompt_length_are_left_out_and_counted(data, tmp_path):
+    d, recs = data
+    from magicagent.models import load_tokenizer
+    tok = load_tokenizer(str(d / "policy"))
+    lens = {s.id: len(tok.apply_chat_template(grpo.rl_prompt(s), tokenize=True, add_generation_prompt=True)["input_ids"]) for s in recs}
+    cut = sorted(lens.values())[len(lens) // 2]
+    kept, dropped = grpo.drop_long_prompts(recs, cut, tok)
+    assert {s.id for s in kept} == {i for i, n in lens.items() if n <= cut} and sum(dropped.values()) == len(recs) - len(kept) > 0
+    r = subprocess.run([sys.executable, "-m", "magicagent.pipeline", "grpo", "--profile", "smoke", "--model", str(d / "policy"),
+                        "--data", str(d / "train.jsonl"), "--out", str(tmp_path / "g"), "--max-steps", "1", "--set", f"max_prompt_length={cut}"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    info = json.loads(r.stdout.strip().splitlines()[-1])["data"]
+    assert info["prompt_too_long"] == dropped and info["prompts"] == len(kept)
