@@ -87,15 +87,8 @@ def grpo_records(rd:RunDir, values:dict,
 
 def drop_long_prompts(recs:list, max_tokens:int, tokenizer) -> tuple:
     "`(kept, {task: number dropped})`: records whose RL prompt (`rl_prompt`, with the generation prompt) is longer than `max_tokens`."
-    if isinstance(tokenizer, str):
-        from magicagent.models import load_tokenizer
-        tokenizer = load_tokenizer(tokenizer)
-    keep, dropped = [], Counter()
-    for s in recs:
-        ids = tokenizer.apply_chat_template(rl_prompt(s), tokenize=True, add_generation_prompt=True)
-        if len(ids if isinstance(ids, list) else ids["input_ids"]) <= max_tokens: keep.append(s)
-        else: dropped[s.task] += 1
-    return keep, dict(sorted(dropped.items()))
+    from magicagent.novelsum import drop_too_long
+    return drop_too_long(recs, max_tokens, tokenizer, messages=rl_prompt, add_generation_prompt=True)
 
 def _data_info(src:str, recs:list, too_long:dict|None=None) -> dict:
     "What `metrics.json` records of the GRPO prompts: their source, number, count per task and what was too long."
@@ -212,7 +205,7 @@ def grpo_main(argv:list|None=None) -> int:
         if values.get("max_prompt_length"):      # TRL's GRPOConfig has no prompt cap: the profile's is applied here
             samples, info["prompt_too_long"] = drop_long_prompts(samples, typed(values, "max_prompt_length", int), start)
             if not samples: raise ValueError(f"every GRPO prompt is longer than max_prompt_length={values['max_prompt_length']} tokens")
-            info["prompts"], info["per_task"] = len(samples), dict(sorted(Counter(s.task for s in samples).items()))
+            info = {**info, **_data_info(info["grpo_data"], samples, info["too_long"])}
     except (FileNotFoundError, ValueError) as e: print(f"magicagent grpo: error: {e}", file=sys.stderr); return 2
     try: m = train_grpo(values, samples, Path(a.out) if a.out else rd.stage("grpo"), start, resume=not a.no_resume, data_info=info)
     except ValueError as e: print(f"magicagent grpo: error: {e}", file=sys.stderr); return 2

@@ -380,25 +380,29 @@ def select_indices(x, budget:int, alpha=1.0, beta=0.5, neighbors=10, variant="pa
     if groups is not None: rep["selected_per_group"] = dict(sorted(Counter(str(groups[i]) for i in sel.indices).items()))
     return sel, rep
 
-def chat_lengths(records:list, tokenizer) -> list:
+def chat_lengths(records:list, tokenizer,
+                 messages=None,                 # record -> the messages to measure (default: `Sample.chat`, or a row's `messages`)
+                 add_generation_prompt:bool=False) -> list:
     "Token count of each record's conversation (`Sample.chat`, tools listed) under `tokenizer`'s chat template: what SFT trains on."
     out = []
     for r in records:
-        msgs = r.chat if isinstance(r, Sample) else r["messages"]
-        ids = tokenizer.apply_chat_template([{"role": m["role"], "content": m["content"]} for m in msgs], tokenize=True)
+        msgs = messages(r) if messages else r.chat if isinstance(r, Sample) else r["messages"]
+        ids = tokenizer.apply_chat_template([{"role": m["role"], "content": m["content"]} for m in msgs], tokenize=True,
+                                            add_generation_prompt=add_generation_prompt)
         out.append(len(ids if isinstance(ids, list) else ids["input_ids"]))
     return out
 
 def drop_too_long(records:list,
                   max_tokens:int,      # the training `max_seq_length`
-                  tokenizer            # a tokenizer, or a model name for `magicagent.models.load_tokenizer`
+                  tokenizer,           # a tokenizer, or a model name for `magicagent.models.load_tokenizer`
+                  **kw                 # `messages`, `add_generation_prompt` of `chat_lengths` (e.g. to measure RL prompts)
                  ) -> tuple:
     "`(kept records, {task: number dropped})`: records longer than `max_tokens` under the chat template cannot be trained on whole."
     if isinstance(tokenizer, str):
         from magicagent.models import load_tokenizer
         tokenizer = load_tokenizer(tokenizer)
     keep, dropped = [], Counter()
-    for r, n in zip(records, chat_lengths(records, tokenizer)):
+    for r, n in zip(records, chat_lengths(records, tokenizer, **kw)):
         if n <= max_tokens: keep.append(r)
         else: dropped[r.task if isinstance(r, Sample) else r["task"]] += 1
     return keep, dict(sorted(dropped.items()))
