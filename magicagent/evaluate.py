@@ -17,8 +17,9 @@ from .synth.base import iter_samples, simhash, hamming
 
 # %% auto #0
 __all__ = ['MAGICEVAL_TASKS', 'heldout_seed', 'prompt_text', 'NearDuplicateIndex', 'overlap_report', 'make_heldout',
-           'score_completions', 'summarize', 'generate_completions', 'load_split', 'model_stamp', 'evaluate',
-           'results_table', 'compare_table', 'paired_comparison', 'paired_table', 'eval_name', 'evaluate_main']
+           'score_completions', 'summarize', 'eval_batches', 'generate_completions', 'load_split', 'model_stamp',
+           'evaluate', 'results_table', 'compare_table', 'paired_comparison', 'paired_table', 'eval_name',
+           'evaluate_main']
 
 # %% ../nbs/31_evaluate.ipynb #6eb6807c
 def heldout_seed(seed:int # the run's base seed (the training pool's)
@@ -139,23 +140,41 @@ def summarize(rows:list,          # rows of `score_completions`
     return out
 
 # %% ../nbs/31_evaluate.ipynb #580e86e8
+def eval_batches(lengths:list,             # prompt length of each sample, in tokens
+                 tasks:list,               # task of each sample
+                 batch_size:int=8,         # at most this many prompts per batch
+                 batch_tokens:int|None=None # and, if given, at most this many padded prompt tokens (one long prompt goes alone)
+                ) -> list:
+    "Index batches: one task per batch, prompts by length, within `batch_size` prompts and `batch_tokens` padded tokens."
+    if batch_size < 1: raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if batch_tokens is not None and batch_tokens < 1: raise ValueError(f"batch_tokens must be at least 1, got {batch_tokens}")
+    out, cur = [], []
+    for i in sorted(range(len(lengths)), key=lambda i: (tasks[i], lengths[i], i)):
+        if cur and (len(cur) == batch_size or tasks[cur[0]] != tasks[i]
+                    or (batch_tokens and (len(cur) + 1) * lengths[i] > batch_tokens)):
+            out.append(cur); cur = []
+        cur.append(i)
+    return out + [cur] if cur else out
+
 def generate_completions(generator,          # a `magicagent.models.Generator`
                          samples:list,       # `Sample`s; their `prompt` is generated from
                          batch_size:int=8,
                          max_new_tokens:int=256,
-                         progress:bool=True) -> list:
+                         progress:bool=True,
+                         batch_tokens:int|None=None # padded prompt tokens per batch (see `eval_batches`)
+                        ) -> list:
     "Greedy completions of the samples' prompts, in the samples' order."
-    order = sorted(range(len(samples)), key=lambda i: (len(json.dumps(samples[i].prompt)), i))
-    out = [None] * len(samples)
+    prompts = [s.prompt for s in samples]
+    lengths = generator.prompt_lengths(prompts) if hasattr(generator, "prompt_lengths") else [len(json.dumps(p)) // 4 for p in prompts]
+    out, done = [None] * len(samples), 0
     bar = tqdm(total=len(samples), desc="generate", disable=not progress, leave=False)
-    for i in range(0, len(order), batch_size):
-        chunk = order[i:i + batch_size]
-        try: gen = generator.generate([samples[j].prompt for j in chunk], n=1, temperature=0.0, max_new_tokens=max_new_tokens)
+    for chunk in eval_batches(lengths, [s.task for s in samples], batch_size, batch_tokens):
+        try: gen = generator.generate([prompts[j] for j in chunk], n=1, temperature=0.0, max_new_tokens=max_new_tokens)
         except (RuntimeError, OSError) as e:     # a server that fails or goes away: say where, after how many
             raise RuntimeError(f"generation failed on sample(s) {', '.join(samples[j].id for j in chunk)} "
-                               f"after {i} of {len(samples)}: {e}") from None
+                               f"after {done} of {len(samples)}: {e}") from None
         for j, g in zip(chunk, gen): out[j] = g[0]
-        bar.update(len(chunk))
+        done += len(chunk); bar.update(len(chunk))
     bar.close()
     return out
 
@@ -193,6 +212,7 @@ def evaluate(model:str,               # model name or path (see `magicagent.mode
              generator=None,          # a ready `Generator` (else built from `model` and `backend`)
              progress:bool=True,
              dtype:str|None=None,     # weights dtype for the transformers backend (`fast`: bfloat16 where native, else float32)
+             batch_tokens:int|None=None, # padded prompt tokens per batch (see `eval_batches`; None: no limit)
              reuse:bool=False         # return `out_dir/heldout.json` if it holds this very evaluation (same model and weights, data, settings)
             ) -> dict:
     "Evaluate `model` on the held-out split; write and return the summary."
@@ -200,6 +220,7 @@ def evaluate(model:str,               # model name or path (see `magicagent.mode
     samples = load_split(data, limit)
     if backend == "transformers": dtype = resolve_dtype(dtype)   # `fast`: the dtype it means on this machine
     key = {"model": model, "backend": backend, "data": str(data), "limit": limit, "max_new_tokens": max_new_tokens,
+           "batch_size": batch_size, "batch_tokens": batch_tokens,
            "dtype": dtype, "ids": hashlib.sha256("\n".join(s.id for s in samples).encode()).hexdigest()[:16],
            "model_stamp": model_stamp(model)}
     out_dir = Path(out_dir)
@@ -211,7 +232,7 @@ def evaluate(model:str,               # model name or path (see `magicagent.mode
         kw = {"batch_size": batch_size, "dtype": dtype} if backend == "transformers" else {}
         generator = get_generator(model, backend=backend, **kw)
     t0 = time.time()
-    comps = generate_completions(generator, samples, batch_size, max_new_tokens, progress)
+    comps = generate_completions(generator, samples, batch_size, max_new_tokens, progress, batch_tokens)
     rows = score_completions(samples, comps)
     res = {**key, "seconds": round(time.time() - t0, 1), **summarize(rows, samples)}
     write_json(out_dir / "heldout.json", res)
@@ -298,7 +319,7 @@ def evaluate_main(argv:list|None=None) -> int:
     "Entry point of `magicagent evaluate --model PATH|NAME --data TEST_DIR [--backend …] [--profile P] [--name N] [--against DIR]`."
     import argparse
     from magicagent.models import BACKENDS
-    from magicagent.pipeline import add_profile_args, profile_values
+    from magicagent.pipeline import add_profile_args, profile_values, typed
     p = argparse.ArgumentParser(prog="magicagent evaluate", description="Greedy evaluation on the held-out split with the unified reward.")
     p.add_argument("--model", required=True, help="registry name, hub id or local path")
     p.add_argument("--data", default=None, help="held-out directory (default: runs/<profile>/synth/heldout)")
@@ -306,7 +327,8 @@ def evaluate_main(argv:list|None=None) -> int:
     p.add_argument("--run-root", default=None, help="default: the profile's run_root, relative to nbs/")
     p.add_argument("--name", default=None, help="results go to runs/<profile>/eval/<name>/ (default: from --model)")
     p.add_argument("--out", default=None, help="results directory (overrides --profile/--name)")
-    p.add_argument("--limit", type=int, default=None, help="records per task"); p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--limit", type=int, default=None, help="records per task"); p.add_argument("--batch-size", type=int, default=None, help="default: the profile's eval_batch_size")
+    p.add_argument("--batch-tokens", type=int, default=None, help="padded prompt tokens per batch (default: the profile's eval_batch_tokens)")
     p.add_argument("--max-new-tokens", type=int, default=None); p.add_argument("--no-progress", action="store_true")
     p.add_argument("--dtype", default=None, help="weights dtype for the transformers backend (default: the profile's eval_dtype)")
     p.add_argument("--against", default=None, help="an earlier evaluation directory on the same prompts: print the paired comparison with it")
@@ -325,9 +347,11 @@ def evaluate_main(argv:list|None=None) -> int:
     data = Path(a.data) if a.data else rd.stage("synth") / "heldout"
     out = Path(a.out) if a.out else rd.eval_dir(a.name or eval_name(a.model))
     try:
-        res = evaluate(a.model, data, out, a.backend, a.limit or vals.get("eval_n"), a.batch_size,
+        res = evaluate(a.model, data, out, a.backend, a.limit or vals.get("eval_n"),
+                       a.batch_size or typed(vals, "eval_batch_size", int, 8),
                        a.max_new_tokens or vals.get("max_new_tokens") or 256, progress=not a.no_progress,
-                       dtype=a.dtype or vals.get("eval_dtype") or None)
+                       dtype=a.dtype or vals.get("eval_dtype") or None,
+                       batch_tokens=a.batch_tokens or typed(vals, "eval_batch_tokens", int, 0) or None)
     except (FileNotFoundError, ValueError, RuntimeError, ImportError) as e:
         print(f"magicagent evaluate: error: {e}", file=sys.stderr); return 2
     print(results_table(res)); print(f"\nwritten: {out / 'heldout.json'}")

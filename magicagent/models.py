@@ -172,6 +172,9 @@ class Generator:
                  n:int=1, temperature:float=0.0, top_p:float=1.0, top_k:int=0,
                  max_new_tokens:int=256, seed:int=0) -> list:
         raise NotImplementedError
+    def prompt_lengths(self, conversations:list) -> list:
+        "Each conversation's prompt length in tokens; estimated (characters / 4) unless the backend counts them."
+        return [len(json.dumps(c)) // 4 for c in conversations]
 
 # %% ../nbs/02_models.ipynb #cf1a6aba
 class TransformersGenerator(Generator):
@@ -181,6 +184,10 @@ class TransformersGenerator(Generator):
         self.model, self.tok, self.batch_size = model, tokenizer, batch_size
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model.to(self.device).eval()
+    def prompt_lengths(self, conversations):
+        "Each conversation's prompt length in tokens, as the chat template renders it."
+        return [len(self.tok(self.tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True),
+                             add_special_tokens=False)["input_ids"]) for c in conversations]
     def generate(self, conversations, n=1, temperature=0.0, top_p=1.0, top_k=0, max_new_tokens=256, seed=0, tools=None):
         import torch
         tok, out = self.tok, []

@@ -112,6 +112,43 @@ def test_generation_order_is_restored():
     assert out == [s.messages[-1]["content"][::-1] for s in ss] and g.calls == [3, 3, 1]
 
 
+def test_batches_keep_to_the_token_budget_on_the_real_generator(split):
+    "tiny-random's own tokenizer counts the prompts; every generate call stays within the budget, one task per call."
+    from magicagent.models import get_generator
+    _, test, _ = split
+    ss = ev.load_split(test, 4)
+    g = get_generator("tiny-random", batch_size=8)
+    lengths = g.prompt_lengths([s.prompt for s in ss])
+    budget = 2 * max(lengths)                # at most two of the longest prompts per batch
+    calls, real = [], g.model.generate
+    def spy(**kw):
+        calls.append(tuple(kw["input_ids"].shape)); return real(**kw)
+    g.model.generate = spy
+    out = ev.generate_completions(g, ss, batch_size=8, max_new_tokens=2, progress=False, batch_tokens=budget)
+    assert len(out) == len(ss) and all(isinstance(c, str) for c in out)
+    assert sum(b for b, _ in calls) == len(ss) and len(calls) >= len({s.task for s in ss})
+    assert all(b * w <= budget or b == 1 for b, w in calls), (calls, budget)
+    assert max(w for _, w in calls) == max(lengths)          # the padded width is the longest prompt's token count
+    calls.clear(); ev.generate_completions(g, ss, batch_size=8, max_new_tokens=2, progress=False)
+    assert len(calls) == len({s.task for s in ss})            # no budget: one batch per task (4 prompts each)
+
+
+def test_cli_batches_from_the_profile(split, tmp_path):
+    _, test, _ = split
+    cmd = [sys.executable, "-m", "magicagent.pipeline", "evaluate", "--model", "tiny-random", "--data", str(test),
+           "--out", str(tmp_path / "e"), "--limit", "1", "--max-new-tokens", "2", "--no-progress",
+           "--set", "eval_batch_size=3", "--set", "eval_batch_tokens=4096"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    res = json.loads((tmp_path / "e" / "heldout.json").read_text())
+    assert (res["batch_size"], res["batch_tokens"]) == (3, 4096)
+    r = subprocess.run(cmd + ["--batch-size", "2", "--batch-tokens", "900"], capture_output=True, text=True, timeout=300)
+    res = json.loads((tmp_path / "e" / "heldout.json").read_text())
+    assert r.returncode == 0 and (res["batch_size"], res["batch_tokens"]) == (2, 900)
+    bad = subprocess.run(cmd[:-1] + ["eval_batch_tokens=many"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "eval_batch_tokens" in bad.stderr
+
+
 def test_cli(split, tmp_path):
     _, test, _ = split
     cmd = [sys.executable, "-m", "magicagent.pipeline", "evaluate", "--model", "tiny-random", "--data", str(test),
