@@ -253,7 +253,8 @@ def launch_command(stage:str,            # a training stage of `STAGES`
                 "--main_process_ip", os.environ.get("MAIN_PROCESS_IP", "${MAIN_PROCESS_IP}"),
                 "--main_process_port", os.environ.get("MAIN_PROCESS_PORT", "29500")]
     else: cmd += ["--multi_gpu"] if gpus > 1 and not values.get("deepspeed") else []
-    cmd += ["--mixed_precision", mixed_precision(values)]
+    # `fast` means what the machine that trains can do: the stage resolves it there, not on the host that builds this command
+    if (values.get("mixed_precision") or "").strip() != "fast": cmd += ["--mixed_precision", mixed_precision(values)]
     if values.get("deepspeed"):
         cmd += ["--use_deepspeed", "--deepspeed_config_file", str(config_path(values["deepspeed"]))]
         # one `accelerate launch` per node (full.sbatch's srun), not accelerate's default pdsh fan-out over ssh
