@@ -18,8 +18,8 @@ from .synth.base import iter_samples, simhash, hamming
 # %% auto #0
 __all__ = ['MAGICEVAL_TASKS', 'heldout_seed', 'prompt_text', 'NearDuplicateIndex', 'overlap_report', 'make_heldout',
            'score_completions', 'summarize', 'eval_batches', 'generate_completions', 'load_split', 'model_stamp',
-           'evaluate', 'results_table', 'compare_table', 'paired_comparison', 'paired_table', 'eval_name',
-           'evaluate_main']
+           'evaluate', 'read_partial', 'results_table', 'compare_table', 'paired_comparison', 'paired_table',
+           'eval_name', 'evaluate_main']
 
 # %% ../nbs/31_evaluate.ipynb #6eb6807c
 def heldout_seed(seed:int # the run's base seed (the training pool's)
@@ -161,20 +161,27 @@ def generate_completions(generator,          # a `magicagent.models.Generator`
                          batch_size:int=8,
                          max_new_tokens:int=256,
                          progress:bool=True,
-                         batch_tokens:int|None=None # padded prompt tokens per batch (see `eval_batches`)
+                         batch_tokens:int|None=None, # padded prompt tokens per batch (see `eval_batches`)
+                         known:dict|None=None, # {sample id: completion} already generated: not generated again
+                         on_batch=None        # called with [(sample id, completion), …] after every batch
                         ) -> list:
     "Greedy completions of the samples' prompts, in the samples' order."
-    prompts = [s.prompt for s in samples]
+    known = known or {}
+    out = [known.get(s.id) for s in samples]
+    todo = [i for i, c in enumerate(out) if c is None]
+    prompts = [samples[i].prompt for i in todo]
     lengths = generator.prompt_lengths(prompts) if hasattr(generator, "prompt_lengths") else [len(json.dumps(p)) // 4 for p in prompts]
-    out, done = [None] * len(samples), 0
-    bar = tqdm(total=len(samples), desc="generate", disable=not progress, leave=False)
-    for chunk in eval_batches(lengths, [s.task for s in samples], batch_size, batch_tokens):
-        try: gen = generator.generate([prompts[j] for j in chunk], n=1, temperature=0.0, max_new_tokens=max_new_tokens)
+    done = len(samples) - len(todo)
+    bar = tqdm(total=len(samples), initial=done, desc="generate", disable=not progress, leave=False)
+    for chunk in eval_batches(lengths, [samples[i].task for i in todo], batch_size, batch_tokens):
+        idx = [todo[k] for k in chunk]
+        try: gen = generator.generate([prompts[k] for k in chunk], n=1, temperature=0.0, max_new_tokens=max_new_tokens)
         except (RuntimeError, OSError) as e:     # a server that fails or goes away: say where, after how many
-            raise RuntimeError(f"generation failed on sample(s) {', '.join(samples[j].id for j in chunk)} "
+            raise RuntimeError(f"generation failed on sample(s) {', '.join(samples[j].id for j in idx)} "
                                f"after {done} of {len(samples)}: {e}") from None
-        for j, g in zip(chunk, gen): out[j] = g[0]
-        done += len(chunk); bar.update(len(chunk))
+        for j, g in zip(idx, gen): out[j] = g[0]
+        if on_batch: on_batch([(samples[j].id, out[j]) for j in idx])
+        done += len(idx); bar.update(len(idx))
     bar.close()
     return out
 
@@ -231,13 +238,37 @@ def evaluate(model:str,               # model name or path (see `magicagent.mode
         from magicagent.models import get_generator
         kw = {"batch_size": batch_size, "dtype": dtype} if backend == "transformers" else {}
         generator = get_generator(model, backend=backend, **kw)
+    partial, ids = out_dir / "heldout_partial.jsonl", {s.id for s in samples}
+    known = {i: c for i, c in read_partial(partial, key).items() if i in ids}
+    out_dir.mkdir(parents=True, exist_ok=True)     # written afresh: a line a kill cut short goes
+    partial.write_text("".join(json.dumps(r) + "\n" for r in [{"key": key}] + [{"id": i, "completion": c} for i, c in known.items()]))
+    def keep(batch):
+        with partial.open("a") as f: f.write("".join(json.dumps({"id": i, "completion": c}) + "\n" for i, c in batch))
     t0 = time.time()
-    comps = generate_completions(generator, samples, batch_size, max_new_tokens, progress, batch_tokens)
+    try: comps = generate_completions(generator, samples, batch_size, max_new_tokens, progress, batch_tokens, known, keep)
+    except RuntimeError as e:
+        n = len(read_partial(partial, key))
+        raise RuntimeError(f"{e}; the {n} completion(s) generated so far are kept in {partial}, "
+                           "and the same evaluation run again generates only the rest") from None
     rows = score_completions(samples, comps)
-    res = {**key, "seconds": round(time.time() - t0, 1), **summarize(rows, samples)}
+    res = {**key, "seconds": round(time.time() - t0, 1), "reused_completions": len(known), **summarize(rows, samples)}
     write_json(out_dir / "heldout.json", res)
     write_jsonl(out_dir / "heldout_completions.jsonl", rows)
+    partial.unlink(missing_ok=True)
     return res
+
+def read_partial(path:Path, key:dict) -> dict:
+    "{sample id: completion} of an unfinished evaluation's `heldout_partial.jsonl` if it was this very evaluation (`key`), else {}."
+    try: lines = Path(path).read_text().splitlines()
+    except FileNotFoundError: return {}
+    out = {}
+    for n, line in enumerate(lines):
+        try: r = json.loads(line)
+        except ValueError: break                  # a line cut short by a kill: what came before stands
+        if n == 0:
+            if not isinstance(r, dict) or r.get("key") != json.loads(json.dumps(key)): return {}
+        elif isinstance(r, dict) and isinstance(r.get("id"), str) and isinstance(r.get("completion"), str): out[r["id"]] = r["completion"]
+    return out
 
 # %% ../nbs/31_evaluate.ipynb #ad7511bb
 def results_table(res:dict) -> str:

@@ -257,3 +257,43 @@ def test_an_unreachable_server_names_itself_and_the_sample(split, tmp_path):
                        capture_output=True, text=True, timeout=300, env={**os.environ, "OPENAI_BASE_URL": f"http://127.0.0.1:{port}/v1"})
     assert r.returncode == 2 and f"http://127.0.0.1:{port}/v1: cannot reach the server" in r.stderr, r.stderr[-1500:]
     assert "generation failed on sample(s)" in r.stderr and "after 0 of" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_server_that_goes_away_keeps_what_it_answered(split, tmp_path):
+    "The real OpenAI client against a local server whose model fails after two answers; the same evaluation then resumes."
+    import threading
+    from magicagent.models import OpenAIGenerator, get_generator, make_server
+    tiny = get_generator("tiny-random")
+    class GoesAway:
+        def __init__(self, answers): self.left, self.asked = answers, 0
+        def generate(self, convs, **kw):
+            if self.left == 0: raise ConnectionError("model process gone")   # the handler dies: the client sees the connection drop
+            self.left -= 1; self.asked += 1; return tiny.generate(convs, **kw)
+    def serve(gen):
+        srv = make_server(gen, "tiny"); threading.Thread(target=srv.serve_forever, daemon=True).start()
+        return srv, OpenAIGenerator(f"http://127.0.0.1:{srv.server_address[1]}/v1", "tiny", timeout=60)
+    _, test, _ = split
+    out = tmp_path / "e"
+    flaky = GoesAway(2); srv, client = serve(flaky)
+    with pytest.raises(RuntimeError, match="the 2 completion\\(s\\) generated so far are kept in .*heldout_partial.jsonl"):
+        ev.evaluate("tiny", test, out, backend="openai", limit=3, batch_size=1, max_new_tokens=3, generator=client, progress=False)
+    srv.shutdown()
+    kept = (out / "heldout_partial.jsonl").read_text().splitlines()
+    assert len(kept) == 3 and json.loads(kept[0])["key"]["model"] == "tiny"
+    with (out / "heldout_partial.jsonl").open("a") as f: f.write('{"id": "cut sho')     # a kill midway through a line
+    healthy = GoesAway(99); srv, client = serve(healthy)
+    res = ev.evaluate("tiny", test, out, backend="openai", limit=3, batch_size=1, max_new_tokens=3, generator=client, progress=False)
+    srv.shutdown()
+    assert res["reused_completions"] == 2 and healthy.asked == 6 - 2 and res["overall"]["n"] == 6
+    assert not (out / "heldout_partial.jsonl").exists()
+    rows = list(read_jsonl(out / "heldout_completions.jsonl"))
+    first = {json.loads(l)["id"]: json.loads(l)["completion"] for l in kept[1:]}
+    assert all(r["completion"] == first[r["id"]] for r in rows if r["id"] in first) and len(rows) == 6
+    # another evaluation (other settings) in the same directory does not take over these completions
+    flaky = GoesAway(1); srv, client = serve(flaky)
+    with pytest.raises(RuntimeError): ev.evaluate("tiny", test, out, backend="openai", limit=3, batch_size=1, max_new_tokens=3,
+                                                  generator=client, progress=False)
+    srv.shutdown(); srv, client = serve(GoesAway(99))
+    res = ev.evaluate("tiny", test, out, backend="openai", limit=3, batch_size=1, max_new_tokens=4, generator=client, progress=False)
+    srv.shutdown()
+    assert res["reused_completions"] == 0 and res["max_new_tokens"] == 4
