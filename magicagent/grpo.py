@@ -142,6 +142,8 @@ def build_grpo_trainer(values:dict, samples:list, output_dir:str|Path, model_nam
         if not (start / "config.json").exists():
             m, t = build_tiny_random(); m.save_pretrained(start); t.save_pretrained(start)
         model_name = str(start)
+    from magicagent.pipeline import pin_mixed_precision
+    pin_mixed_precision(values)
     args = GRPOConfig(**grpo_args(values, output_dir, **overrides))   # first: under ZeRO-3 the model then loads partitioned
     model, tok = load_causal_lm(model_name, dtype=training_dtype(values)), load_tokenizer(model_name)
     return GRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=Dataset.from_list(rows),

@@ -13,9 +13,9 @@ from .core import write_json, atomic_open
 # %% auto #0
 __all__ = ['PROFILES', 'STAGES', 'SUBCOMMANDS', 'HELP', 'find_settings', 'parse_value', 'load_profile', 'set_values',
            'add_profile_args', 'profile_values', 'find_nbs_dir', 'list_notebooks', 'select_notebooks', 'NotebookFailed',
-           'declared_parameters', 'execute_notebook', 'run_pipeline', 'config_path', 'mixed_precision', 'typed',
-           'profile_flag', 'launch_command', 'stream', 'stage_sets', 'run_stage', 'sbatch_script', 'render_readme',
-           'run_main', 'main']
+           'declared_parameters', 'execute_notebook', 'run_pipeline', 'config_path', 'mixed_precision',
+           'pin_mixed_precision', 'typed', 'profile_flag', 'launch_command', 'stream', 'stage_sets', 'run_stage',
+           'sbatch_script', 'render_readme', 'run_main', 'main']
 
 # %% ../nbs/90_pipeline.ipynb #e0a60991
 PROFILES = ("smoke", "cpu", "gpu", "full")
@@ -225,6 +225,13 @@ def mixed_precision(values:dict) -> str:
     if not mp: mp = {"bfloat16": "bf16", "float16": "fp16"}.get(values.get("dtype") or "", "no")
     if mp == "fast": mp = "bf16" if fast_bf16() else "no"
     if mp not in ("bf16", "fp16", "no"): raise ValueError(f"mixed_precision {mp!r}; expected bf16, fp16, no or fast")
+    return mp
+
+def pin_mixed_precision(values:dict) -> str:
+    "Resolve the profile's precision on the machine that trains and make it this process's accelerate setting (what `mixed_precision` says)."
+    # transformers reads ACCELERATE_MIXED_PRECISION when neither bf16 nor fp16 is on: a `fast` that means `no` here must not let an
+    # accelerate config (or a launcher that resolved `fast` elsewhere) turn on fp16 or bf16
+    mp = mixed_precision(values); os.environ["ACCELERATE_MIXED_PRECISION"] = mp
     return mp
 
 def typed(values:dict, key:str, typ:type, default=None):

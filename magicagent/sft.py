@@ -141,6 +141,8 @@ def build_sft_trainer(values:dict, samples:list, output_dir:str|Path, model_name
     from datasets import Dataset
     from trl import SFTConfig
     seed_everything(int(values.get("seed", 0)))
+    from magicagent.pipeline import pin_mixed_precision
+    pin_mixed_precision(values)
     args = SFTConfig(**sft_args(values, output_dir, **overrides))   # first: under ZeRO-3 the model then loads partitioned
     model, tok = load_policy(model_name or values["model"], values)
     tt = training_template(tok)

@@ -184,7 +184,7 @@ def test_too_long_samples_are_left_out_and_counted(data, tmp_path):
         sft.build_sft_trainer(smoke(max_seq_length=128), [long], tmp_path / "x")
 
 
-def test_mixed_precision_and_sampling_from_the_profile(tmp_path, monkeypatch):
+def test_mixed_precision_and_sampling_from_the_profile(data, tmp_path, monkeypatch):
     import magicagent.models as models
     native = models.fast_bf16()
     assert [sft.mixed_precision(load_profile(p)) for p in ("smoke", "cpu", "gpu", "full")] == ["no", "bf16" if native else "no", "bf16", "bf16"]
@@ -197,8 +197,13 @@ def test_mixed_precision_and_sampling_from_the_profile(tmp_path, monkeypatch):
         monkeypatch.setattr(models, "fast_bf16", lambda device=None, v=has_bf16: v)
         kw = sft.sft_args(cpu, tmp_path)
         assert kw["bf16"] is has_bf16 and not kw["fp16"]           # fp32 weights, bf16 autocast only where native
-        cmd = launch_command("sft", {**cpu, "num_gpus": 2})
-        assert cmd[cmd.index("--mixed_precision") + 1] == ("bf16" if has_bf16 else "no")
+        # `fast` is left to the stage, which resolves it where it trains and pins it over any accelerate setting
+        assert "--mixed_precision" not in launch_command("sft", {**cpu, "num_gpus": 2})
+        monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "fp16")     # a user's accelerate config, or a launcher elsewhere
+        tr = sft.build_sft_trainer(smoke(mixed_precision="fast"), data[1][:2], tmp_path / str(has_bf16))
+        assert tr.args.mixed_precision == ("bf16" if has_bf16 else "no") and not tr.args.fp16
+    gpu = launch_command("sft", {**load_profile("gpu"), "num_gpus": 2})
+    assert gpu[gpu.index("--mixed_precision") + 1] == "bf16"
     assert kw["train_sampling_strategy"] == "group_by_length" and kw["warmup_steps"] == 0.05
     assert sft.sft_args(smoke(), tmp_path)["train_sampling_strategy"] == "random"
 
