@@ -224,10 +224,11 @@ def evaluate(model:str,               # model name or path (see `magicagent.mode
             ) -> dict:
     "Evaluate `model` on the held-out split; write and return the summary."
     from magicagent.models import resolve_dtype
+    if batch_size < 1: raise ValueError(f"batch size must be at least 1, got {batch_size}")
+    if batch_tokens is not None and batch_tokens < 1: raise ValueError(f"batch tokens must be at least 1 (or None: no limit), got {batch_tokens}")
     samples = load_split(data, limit)
     if backend == "transformers": dtype = resolve_dtype(dtype)   # `fast`: the dtype it means on this machine
     key = {"model": model, "backend": backend, "data": str(data), "limit": limit, "max_new_tokens": max_new_tokens,
-           "batch_size": batch_size, "batch_tokens": batch_tokens,
            "dtype": dtype, "ids": hashlib.sha256("\n".join(s.id for s in samples).encode()).hexdigest()[:16],
            "model_stamp": model_stamp(model)}
     out_dir = Path(out_dir)
@@ -242,16 +243,19 @@ def evaluate(model:str,               # model name or path (see `magicagent.mode
     known = {i: c for i, c in read_partial(partial, key).items() if i in ids}
     out_dir.mkdir(parents=True, exist_ok=True)     # written afresh: a line a kill cut short goes
     partial.write_text("".join(json.dumps(r) + "\n" for r in [{"key": key}] + [{"id": i, "completion": c} for i, c in known.items()]))
+    batches = []
     def keep(batch):
+        batches.append(len(batch))
         with partial.open("a") as f: f.write("".join(json.dumps({"id": i, "completion": c}) + "\n" for i, c in batch))
     t0 = time.time()
     try: comps = generate_completions(generator, samples, batch_size, max_new_tokens, progress, batch_tokens, known, keep)
     except RuntimeError as e:
         n = len(read_partial(partial, key))
         raise RuntimeError(f"{e}; the {n} completion(s) generated so far are kept in {partial}, "
-                           "and the same evaluation run again generates only the rest") from None
+                           "and the same evaluation run again (with a smaller batch if memory ran out) generates only the rest") from None
     rows = score_completions(samples, comps)
-    res = {**key, "seconds": round(time.time() - t0, 1), "reused_completions": len(known), **summarize(rows, samples)}
+    res = {**key, "seconds": round(time.time() - t0, 1), "reused_completions": len(known),
+           "batch_size": batch_size, "batch_tokens": batch_tokens, "batches": len(batches), **summarize(rows, samples)}
     write_json(out_dir / "heldout.json", res)
     write_jsonl(out_dir / "heldout_completions.jsonl", rows)
     partial.unlink(missing_ok=True)
@@ -359,7 +363,7 @@ def evaluate_main(argv:list|None=None) -> int:
     p.add_argument("--name", default=None, help="results go to runs/<profile>/eval/<name>/ (default: from --model)")
     p.add_argument("--out", default=None, help="results directory (overrides --profile/--name)")
     p.add_argument("--limit", type=int, default=None, help="records per task"); p.add_argument("--batch-size", type=int, default=None, help="default: the profile's eval_batch_size")
-    p.add_argument("--batch-tokens", type=int, default=None, help="padded prompt tokens per batch (default: the profile's eval_batch_tokens)")
+    p.add_argument("--batch-tokens", type=int, default=None, help="padded prompt tokens per batch, 0: no limit (default: the profile's eval_batch_tokens)")
     p.add_argument("--max-new-tokens", type=int, default=None); p.add_argument("--no-progress", action="store_true")
     p.add_argument("--dtype", default=None, help="weights dtype for the transformers backend (default: the profile's eval_dtype)")
     p.add_argument("--against", default=None, help="an earlier evaluation directory on the same prompts: print the paired comparison with it")
@@ -379,10 +383,10 @@ def evaluate_main(argv:list|None=None) -> int:
     out = Path(a.out) if a.out else rd.eval_dir(a.name or eval_name(a.model))
     try:
         res = evaluate(a.model, data, out, a.backend, a.limit or vals.get("eval_n"),
-                       a.batch_size or typed(vals, "eval_batch_size", int, 8),
+                       a.batch_size if a.batch_size is not None else typed(vals, "eval_batch_size", int, 8),
                        a.max_new_tokens or vals.get("max_new_tokens") or 256, progress=not a.no_progress,
                        dtype=a.dtype or vals.get("eval_dtype") or None,
-                       batch_tokens=a.batch_tokens or typed(vals, "eval_batch_tokens", int, 0) or None)
+                       batch_tokens=(a.batch_tokens if a.batch_tokens is not None else typed(vals, "eval_batch_tokens", int, 0)) or None)
     except (FileNotFoundError, ValueError, RuntimeError, ImportError) as e:
         print(f"magicagent evaluate: error: {e}", file=sys.stderr); return 2
     print(results_table(res)); print(f"\nwritten: {out / 'heldout.json'}")

@@ -136,17 +136,20 @@ def test_batches_keep_to_the_token_budget_on_the_real_generator(split):
 def test_cli_batches_from_the_profile(split, tmp_path):
     _, test, _ = split
     cmd = [sys.executable, "-m", "magicagent.pipeline", "evaluate", "--model", "tiny-random", "--data", str(test),
-           "--out", str(tmp_path / "e"), "--limit", "1", "--max-new-tokens", "2", "--no-progress",
-           "--set", "eval_batch_size=3", "--set", "eval_batch_tokens=4096"]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
-    res = json.loads((tmp_path / "e" / "heldout.json").read_text())
-    assert (res["batch_size"], res["batch_tokens"]) == (3, 4096)
-    r = subprocess.run(cmd + ["--batch-size", "2", "--batch-tokens", "900"], capture_output=True, text=True, timeout=300)
-    res = json.loads((tmp_path / "e" / "heldout.json").read_text())
-    assert r.returncode == 0 and (res["batch_size"], res["batch_tokens"]) == (2, 900)
+           "--out", str(tmp_path / "e"), "--limit", "3", "--max-new-tokens", "2", "--no-progress",
+           "--set", "eval_batch_size=3", "--set", "eval_batch_tokens=1"]
+    def run(*extra):
+        r = subprocess.run(cmd + list(extra), capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        res = json.loads((tmp_path / "e" / "heldout.json").read_text())
+        return res["batch_size"], res["batch_tokens"], res["batches"]
+    assert run() == (3, 1, 6)                                   # a one-token budget: every prompt alone
+    assert run("--batch-tokens", "0") == (3, None, 2)           # 0: no budget, one batch of three per task
+    assert run("--batch-tokens", "0", "--batch-size", "2") == (2, None, 4)
     bad = subprocess.run(cmd[:-1] + ["eval_batch_tokens=many"], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "eval_batch_tokens" in bad.stderr
+    zero = subprocess.run(cmd + ["--batch-size", "0"], capture_output=True, text=True, timeout=300)
+    assert zero.returncode == 2 and "batch size must be at least 1" in zero.stderr
 
 
 def test_cli(split, tmp_path):
@@ -281,8 +284,8 @@ def test_a_server_that_goes_away_keeps_what_it_answered(split, tmp_path):
     kept = (out / "heldout_partial.jsonl").read_text().splitlines()
     assert len(kept) == 3 and json.loads(kept[0])["key"]["model"] == "tiny"
     with (out / "heldout_partial.jsonl").open("a") as f: f.write('{"id": "cut sho')     # a kill midway through a line
-    healthy = GoesAway(99); srv, client = serve(healthy)
-    res = ev.evaluate("tiny", test, out, backend="openai", limit=3, batch_size=1, max_new_tokens=3, generator=client, progress=False)
+    healthy = GoesAway(99); srv, client = serve(healthy)       # resumed with another batch size (as after running out of memory)
+    res = ev.evaluate("tiny", test, out, backend="openai", limit=3, batch_size=2, max_new_tokens=3, generator=client, progress=False)
     srv.shutdown()
     assert res["reused_completions"] == 2 and healthy.asked == 6 - 2 and res["overall"]["n"] == 6
     assert not (out / "heldout_partial.jsonl").exists()
