@@ -170,7 +170,8 @@ def generate_completions(generator,          # a `magicagent.models.Generator`
     out = [known.get(s.id) for s in samples]
     todo = [i for i, c in enumerate(out) if c is None]
     prompts = [samples[i].prompt for i in todo]
-    lengths = generator.prompt_lengths(prompts) if hasattr(generator, "prompt_lengths") else [len(json.dumps(p)) // 4 for p in prompts]
+    from magicagent.models import Generator
+    lengths = (generator.prompt_lengths if hasattr(generator, "prompt_lengths") else Generator().prompt_lengths)(prompts)
     done = len(samples) - len(todo)
     bar = tqdm(total=len(samples), initial=done, desc="generate", disable=not progress, leave=False)
     for chunk in eval_batches(lengths, [samples[i].task for i in todo], batch_size, batch_tokens):
@@ -250,8 +251,7 @@ def evaluate(model:str,               # model name or path (see `magicagent.mode
     t0 = time.time()
     try: comps = generate_completions(generator, samples, batch_size, max_new_tokens, progress, batch_tokens, known, keep)
     except RuntimeError as e:
-        n = len(read_partial(partial, key))
-        raise RuntimeError(f"{e}; the {n} completion(s) generated so far are kept in {partial}, "
+        raise RuntimeError(f"{e}; the {len(known) + sum(batches)} completion(s) generated so far are kept in {partial}, "
                            "and the same evaluation run again (with a smaller batch if memory ran out) generates only the rest") from None
     rows = score_completions(samples, comps)
     res = {**key, "seconds": round(time.time() - t0, 1), "reused_completions": len(known),

@@ -26,7 +26,7 @@ ap.add_argument("--max-new-tokens", type=int, default=64)
 ap.add_argument("--dtype", default="float32")
 args = ap.parse_args()
 
-from magicagent.evaluate import evaluate, eval_batches
+from magicagent.evaluate import evaluate, eval_batches, load_split
 from magicagent.models import get_generator
 
 gen = get_generator(args.model, batch_size=args.batch_size, dtype=args.dtype)
@@ -37,14 +37,13 @@ with tempfile.TemporaryDirectory() as d:
         f = Path(args.data) / f"{t}.jsonl"
         if not f.exists(): raise SystemExit(f"--data {args.data}: no {t}.jsonl")
         (sub / f.name).write_text(f.read_text())
+    ss = load_split(sub, args.limit)
+    lengths = gen.prompt_lengths([s.prompt for s in ss])
     for label, budget in (("batch_size only", None), (f"batch_tokens {args.batch_tokens}", args.batch_tokens)):
         out = Path(d) / label.replace(" ", "_")
         res = evaluate(args.model, sub, out, limit=args.limit, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
                        generator=gen, progress=True, batch_tokens=budget)
         rows[label] = {json.loads(l)["id"]: json.loads(l)["completion"] for l in (out / "heldout_completions.jsonl").open()}
-        from magicagent.evaluate import load_split
-        ss = load_split(sub, args.limit)
-        lengths = gen.prompt_lengths([s.prompt for s in ss])
         batches = eval_batches(lengths, [s.task for s in ss], args.batch_size, budget)
         runs[label] = {"seconds": res["seconds"], "batches": len(batches),
                        "padded_prompt_tokens": sum(len(b) * max(lengths[i] for i in b) for b in batches),
