@@ -6,16 +6,16 @@ Docs: https://magicagent.github.io/magicagent/pipeline.html.md"""
 
 # %% ../nbs/90_pipeline.ipynb #203a47a7
 from __future__ import annotations
-import configparser, hashlib, json, os, shlex, subprocess, sys, time, importlib
+import configparser, hashlib, json, logging, os, shlex, subprocess, sys, time, importlib
 from pathlib import Path
 from .core import write_json, atomic_open
 
 # %% auto #0
 __all__ = ['PROFILES', 'STAGES', 'SUBCOMMANDS', 'HELP', 'find_settings', 'parse_value', 'load_profile', 'set_values',
            'add_profile_args', 'profile_values', 'find_nbs_dir', 'list_notebooks', 'select_notebooks', 'NotebookFailed',
-           'declared_parameters', 'execute_notebook', 'run_pipeline', 'config_path', 'mixed_precision',
-           'pin_mixed_precision', 'typed', 'profile_flag', 'launch_command', 'stream', 'stage_sets', 'run_stage',
-           'sbatch_script', 'render_readme', 'run_main', 'main']
+           'declared_parameters', 'quiet_zmq_tracebacks', 'execute_notebook', 'run_pipeline', 'config_path',
+           'mixed_precision', 'pin_mixed_precision', 'typed', 'profile_flag', 'launch_command', 'stream', 'stage_sets',
+           'run_stage', 'sbatch_script', 'render_readme', 'run_main', 'main']
 
 # %% ../nbs/90_pipeline.ipynb #e0a60991
 PROFILES = ("smoke", "cpu", "gpu", "full")
@@ -129,9 +129,22 @@ def declared_parameters(nb_path:Path) -> set:
     return set()
 
 # %% ../nbs/90_pipeline.ipynb #c7b66a03
+class _OneLineZMQErrors(logging.Filter):
+    "A ZMQ stream callback that fails as a kernel dies: one line, not the event loop's traceback (`execute_notebook` reports the death)."
+    def filter(self, record):
+        if "ZMQStream callback" in str(record.msg): record.exc_info, record.exc_text = None, None
+        return True
+
+_ZMQ_ERRORS = _OneLineZMQErrors()
+
+def quiet_zmq_tracebacks():
+    "Keep tornado's log of a failed ZMQ callback (papermill's kernel client, when its kernel dies) to one line."
+    logging.getLogger("tornado.general").addFilter(_ZMQ_ERRORS)    # the same filter once, however often called
+
 def execute_notebook(nb_path:Path, out_path:Path, params:dict, cwd:Path, fp:str, log_output:bool=False):
     "Execute one notebook with papermill into `out_path` (atomically); raise `NotebookFailed` naming the cell."
     import papermill as pm
+    quiet_zmq_tracebacks()
     tmp = out_path.with_name(f".{out_path.name}.running.ipynb")
     t0 = time.time()
     try:

@@ -140,3 +140,21 @@ def test_yes_no_on_off_are_booleans_and_bad_profiles_are_errors(project):
     r = cli("run", "--nbs", str(project / "nbs"), "-p", "profile=cpu")
     assert r.returncode == 1 and "--profile" in r.stderr
     r = cli("profiles", "smok"); assert r.returncode == 2 and "unknown profile" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_zmq_callback_error_is_one_line(capsys):
+    "When a kernel dies, papermill's client may log a failed ZMQ callback with a traceback; `magicagent run` keeps it to one line."
+    import logging
+    from magicagent.pipeline import quiet_zmq_tracebacks
+    log = logging.getLogger("tornado.general")
+    h = logging.StreamHandler(sys.stderr); log.addHandler(h)
+    try:
+        quiet_zmq_tracebacks(); quiet_zmq_tracebacks()
+        try: raise OSError("Socket operation on non-socket")
+        except OSError: log.error("Uncaught exception in ZMQStream callback", exc_info=True)
+        try: raise ValueError("other")
+        except ValueError: log.error("something else", exc_info=True)
+    finally: log.removeHandler(h)
+    err = capsys.readouterr().err
+    assert "Uncaught exception in ZMQStream callback\n" in err and err.count("Traceback") == 1 and "ValueError: other" in err
+    assert sum(f is not None for f in log.filters) == 1
