@@ -13,8 +13,8 @@ from typing import Any, Iterable, Iterator
 
 # %% auto #0
 __all__ = ['TASKS', 'STATIC_TASKS', 'TASK_TITLES', 'SCENARIOS', 'STAGES', 'check_task', 'SampleError', 'tools_text', 'Sample',
-           'validate_sample', 'JSONLError', 'read_jsonl', 'atomic_open', 'write_jsonl', 'write_json', 'derive_seed',
-           'rng_for', 'seed_everything', 'RunDir']
+           'record_group', 'validate_sample', 'JSONLError', 'read_jsonl', 'atomic_open', 'write_jsonl', 'write_json',
+           'derive_seed', 'rng_for', 'seed_everything', 'RunDir']
 
 # %% ../nbs/00_core.ipynb #1b8f4957
 TASKS = ("decomposition", "tool_planning", "scheduling", "orchestration", "long_horizon", "online")
@@ -102,6 +102,14 @@ class Sample:
     def target(self) -> str|None:
         "The final assistant turn's text (the Table 1 target), if any."
         return self.messages[-1]["content"] if self.messages and self.messages[-1]["role"] == "assistant" else None
+
+# %% ../nbs/00_core.ipynb #56c92537
+def record_group(r,                      # a `Sample` or a Sample dict
+                 by_subtask:bool=False    # `task/subtask` when the record has a subtask
+                ) -> str:
+    "The balance group of a record: its task, or `task/subtask` when `by_subtask` and it has one."
+    t, st = (r.task, r.subtask) if isinstance(r, Sample) else (r["task"], r.get("subtask"))
+    return f"{t}/{st}" if by_subtask and st else t
 
 # %% ../nbs/00_core.ipynb #87677375
 def validate_sample(d:dict,        # a decoded JSON record

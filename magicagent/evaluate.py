@@ -14,12 +14,16 @@ from tqdm.auto import tqdm
 from .core import (STATIC_TASKS, SCENARIOS, RunDir, Sample, read_jsonl, write_jsonl, write_json,
                              derive_seed, check_task)
 from .synth.base import iter_samples, simhash, hamming
+from .profiles import run_dir, typed
+from .models import Generator, get_generator, resolve_dtype
+from .rewards import GoldError, UnifiedReward, check_gold, magiceval
+from .cli import entry, fail
 
 # %% auto #0
 __all__ = ['MAGICEVAL_TASKS', 'heldout_seed', 'prompt_text', 'NearDuplicateIndex', 'overlap_report', 'make_heldout',
            'score_completions', 'summarize', 'eval_batches', 'generate_completions', 'load_split', 'model_stamp',
            'evaluate', 'read_partial', 'results_table', 'compare_table', 'paired_comparison', 'paired_table',
-           'eval_name', 'evaluate_main']
+           'eval_name', 'evaluate_run', 'evaluate_main']
 
 # %% ../nbs/31_evaluate.ipynb #6eb6807c
 def heldout_seed(seed:int # the run's base seed (the training pool's)
@@ -111,7 +115,6 @@ def score_completions(samples:list,     # held-out `Sample`s
                       completions:list  # one completion text per sample
                      ) -> list:
     "One row per sample: id, task, scenario, format, content, total (the unified reward) and the completion."
-    from magicagent.rewards import UnifiedReward
     if len(samples) != len(completions): raise ValueError(f"{len(samples)} samples but {len(completions)} completions")
     if not samples: return []
     rw = UnifiedReward(tuple(sorted({s.task for s in samples})))
@@ -133,7 +136,6 @@ def summarize(rows:list,          # rows of `score_completions`
     overall = {k: float(np.mean([v[k] for v in by_task.values()])) for k in ("format", "content", "reward")} if by_task else {}
     out = {"overall": {"n": len(rows), **overall}, "by_task": by_task, "by_task_scenario": by_scen}
     if samples is not None:
-        from magicagent.rewards import magiceval
         comp = {r["id"]: r["completion"] for r in rows}
         out["magiceval"] = {t: magiceval([s for s in samples if s.task == t], [comp[s.id] for s in samples if s.task == t])
                             for t in MAGICEVAL_TASKS if t in by_task}
@@ -170,7 +172,6 @@ def generate_completions(generator,          # a `magicagent.models.Generator`
     out = [known.get(s.id) for s in samples]
     todo = [i for i, c in enumerate(out) if c is None]
     prompts = [samples[i].prompt for i in todo]
-    from magicagent.models import Generator
     lengths = (generator.prompt_lengths if hasattr(generator, "prompt_lengths") else Generator().prompt_lengths)(prompts)
     done = len(samples) - len(todo)
     bar = tqdm(total=len(samples), initial=done, desc="generate", disable=not progress, leave=False)
@@ -189,7 +190,6 @@ def generate_completions(generator,          # a `magicagent.models.Generator`
 # %% ../nbs/31_evaluate.ipynb #b5f26ce1
 def load_split(data:str|Path, limit:int|None=None, tasks:tuple=STATIC_TASKS) -> list:
     "The held-out `Sample`s of directory `data` (`<task>.jsonl`), at most `limit` per task, their gold checked before any generation."
-    from magicagent.rewards import check_gold, GoldError
     data = Path(data)
     if not data.is_dir(): raise FileNotFoundError(f"--data {data}: no such directory")
     out = []
@@ -224,7 +224,6 @@ def evaluate(model:str,               # model name or path (see `magicagent.mode
              reuse:bool=False         # return `out_dir/heldout.json` if it holds this very evaluation (same model and weights, data, settings)
             ) -> dict:
     "Evaluate `model` on the held-out split; write and return the summary."
-    from magicagent.models import resolve_dtype
     if batch_size < 1: raise ValueError(f"batch size must be at least 1, got {batch_size}")
     if batch_tokens is not None and batch_tokens < 1: raise ValueError(f"batch tokens must be at least 1 (or None: no limit), got {batch_tokens}")
     samples = load_split(data, limit)
@@ -237,7 +236,6 @@ def evaluate(model:str,               # model name or path (see `magicagent.mode
         old = json.loads((out_dir / "heldout.json").read_text())
         if all(old.get(k) == v for k, v in key.items()): return old
     if generator is None:
-        from magicagent.models import get_generator
         kw = {"batch_size": batch_size, "dtype": dtype} if backend == "transformers" else {}
         generator = get_generator(model, backend=backend, **kw)
     partial, ids = out_dir / "heldout_partial.jsonl", {s.id for s in samples}
@@ -350,34 +348,14 @@ def eval_name(model:str) -> str:
     full = p.resolve()      # two runs' `sft/final` differ in the digest
     return "__".join(full.parts[-2:]) + "-" + hashlib.sha256(str(full).encode()).hexdigest()[:6]
 
-def evaluate_main(argv:list|None=None) -> int:
-    "Entry point of `magicagent evaluate --model PATH|NAME --data TEST_DIR [--backend …] [--profile P] [--name N] [--against DIR]`."
-    import argparse
-    from magicagent.models import BACKENDS
-    from magicagent.pipeline import add_profile_args, profile_values, typed
-    p = argparse.ArgumentParser(prog="magicagent evaluate", description="Greedy evaluation on the held-out split with the unified reward.")
-    p.add_argument("--model", required=True, help="registry name, hub id or local path")
-    p.add_argument("--data", default=None, help="held-out directory (default: runs/<profile>/synth/heldout)")
-    p.add_argument("--backend", choices=BACKENDS, default="transformers")
-    p.add_argument("--run-root", default=None, help="default: the profile's run_root, relative to nbs/")
-    p.add_argument("--name", default=None, help="results go to runs/<profile>/eval/<name>/ (default: from --model)")
-    p.add_argument("--out", default=None, help="results directory (overrides --profile/--name)")
-    p.add_argument("--limit", type=int, default=None, help="records per task"); p.add_argument("--batch-size", type=int, default=None, help="default: the profile's eval_batch_size")
-    p.add_argument("--batch-tokens", type=int, default=None, help="padded prompt tokens per batch, 0: no limit (default: the profile's eval_batch_tokens)")
-    p.add_argument("--max-new-tokens", type=int, default=None); p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--dtype", default=None, help="weights dtype for the transformers backend (default: the profile's eval_dtype)")
-    p.add_argument("--against", default=None, help="an earlier evaluation directory on the same prompts: print the paired comparison with it")
-    add_profile_args(p)        # the profile gives the defaults (eval_n, max_new_tokens, eval_dtype, run_root)
-    a = p.parse_args(argv)
-    try: vals = profile_values(a)
-    except (ValueError, FileNotFoundError) as e: print(f"magicagent evaluate: error: {e}", file=sys.stderr); return 2
+def evaluate_run(a) -> int:
+    "`magicagent evaluate` with parsed arguments (`magicagent.cli.parse('evaluate', argv)`)."
+    vals = a.values                 # the profile gives the defaults (eval_n, max_new_tokens, eval_dtype, run_root)
     earlier = None
     if a.against:   # read before generating: a bad file costs nothing, and --out may be the same directory
         f = Path(a.against) / "heldout_completions.jsonl"
         try: earlier = list(read_jsonl(f))
-        except (OSError, ValueError) as e:
-            print(f"magicagent evaluate: error: --against: cannot read {f}: {e}", file=sys.stderr); return 2
-    from magicagent.sft import run_dir
+        except (OSError, ValueError) as e: return fail("evaluate", f"--against: cannot read {f}: {e}")
     rd = run_dir(vals, a.run_root)
     data = Path(a.data) if a.data else rd.stage("synth") / "heldout"
     out = Path(a.out) if a.out else rd.eval_dir(a.name or eval_name(a.model))
@@ -387,12 +365,14 @@ def evaluate_main(argv:list|None=None) -> int:
                        a.max_new_tokens or vals.get("max_new_tokens") or 256, progress=not a.no_progress,
                        dtype=a.dtype or vals.get("eval_dtype") or None,
                        batch_tokens=(a.batch_tokens if a.batch_tokens is not None else typed(vals, "eval_batch_tokens", int, 0)) or None)
-    except (FileNotFoundError, ValueError, RuntimeError, ImportError) as e:
-        print(f"magicagent evaluate: error: {e}", file=sys.stderr); return 2
+    except (FileNotFoundError, ValueError, RuntimeError, ImportError) as e: return fail("evaluate", e)
     print(results_table(res)); print(f"\nwritten: {out / 'heldout.json'}")
     if earlier is not None:
         try: cmp = paired_comparison(earlier, read_jsonl(out / "heldout_completions.jsonl"))
-        except ValueError as e:
-            print(f"magicagent evaluate: error: --against {a.against}: {e}", file=sys.stderr); return 2
+        except ValueError as e: return fail("evaluate", f"--against {a.against}: {e}")
         print("\n" + paired_table(cmp, Path(a.against).name, out.name))
     return 0
+
+def evaluate_main(argv:list|None=None) -> int:
+    "Entry point of `magicagent evaluate --model PATH|NAME --data TEST_DIR [--backend …] [--profile P] [--name N] [--against DIR]`."
+    return entry("evaluate", evaluate_run, argv)

@@ -6,16 +6,19 @@ Docs: https://magicagent.github.io/magicagent/models.html.md"""
 
 # %% ../nbs/02_models.ipynb #0f389c48
 from __future__ import annotations
-import functools, importlib.util, json, os, shutil, tempfile, threading, time, urllib.request, urllib.error
+import collections, functools, hashlib, importlib.util, json, os, shutil, sys, tempfile, threading, time, urllib.request, urllib.error
+from collections import Counter
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 import numpy as np
+from .core import Sample, atomic_open, write_json
 
 # %% auto #0
 __all__ = ['SMOLLM2_GGUF', 'MODELS', 'DTYPES', 'BACKENDS', 'cache_dir', 'smollm2_tokenizer', 'smollm2_path', 'build_tiny_random',
            'resolve_model', 'load_tokenizer', 'fast_bf16', 'resolve_dtype', 'load_causal_lm', 'load_embedder',
-           'embedding_dim', 'embed', 'Generator', 'TransformersGenerator', 'OpenAIGenerator', 'VLLMGenerator',
-           'get_generator', 'make_server', 'serve_main']
+           'check_embedder', 'EmbeddingStore', 'Embedder', 'get_embedder', 'embed', 'chat_lengths', 'drop_too_long',
+           'Generator', 'TransformersGenerator', 'OpenAIGenerator', 'VLLMGenerator', 'get_generator', 'make_server',
+           'serve_run']
 
 # %% ../nbs/02_models.ipynb #5c546472
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -146,24 +149,177 @@ def load_embedder(name:str="minilm", device:str|None=None):
     from sentence_transformers import SentenceTransformer
     return SentenceTransformer(resolve_model(name), device=device or "cpu")
 
-def embedding_dim(model:str="minilm") -> int:
-    "The embedding width of `model`."
-    m = load_embedder(model)
-    return (m.get_embedding_dimension if hasattr(m, "get_embedding_dimension") else m.get_sentence_embedding_dimension)()
+def _hub_reachable(timeout:float=3.0) -> bool:
+    "Whether the model hub answers within `timeout` seconds (never, with `HF_HUB_OFFLINE=1`)."
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false"): return False
+    import socket
+    try:
+        with socket.create_connection(("huggingface.co", 443), timeout=timeout): return True
+    except OSError: return False
+
+def check_embedder(name:str # a registry name, local directory or hub id
+                  ) -> str:
+    "`name` if it can be loaded here (registry name, local directory, hub id in the local cache or a reachable hub), else a `ValueError` saying why."
+    if not isinstance(name, str) or name in MODELS: return name
+    if Path(name).expanduser().exists(): return name
+    if name.startswith((".", "/", "~")): raise ValueError(f"embedder {name!r}: no such directory")
+    from huggingface_hub import try_to_load_from_cache
+    if isinstance(try_to_load_from_cache(name, "config.json"), str): return name
+    if _hub_reachable(): return name
+    raise ValueError(f"embedder {name!r}: not a registry name ({', '.join(k for k in MODELS if k == 'minilm')}), not a local directory, "
+                     f"not in the local Hugging Face cache, and the hub cannot be reached from here")
+
+def _clean_text(t, n:int) -> str:
+    "Cut `t` to `n` characters; replace what UTF-8 cannot encode (lone surrogates), which tokenizers refuse."
+    t = t[:n] if isinstance(t, str) else str(t)[:n]
+    try: t.encode("utf-8"); return t
+    except UnicodeEncodeError: return t.encode("utf-8", "replace").decode("utf-8")
+
+# %% ../nbs/02_models.ipynb #ed241b2b
+class EmbeddingStore:
+    "Vectors on disk under `root/<hash of model>/`, keyed by a hash of (model, text): `vectors.npy` + `keys.json`."
+    def __init__(self, root:str|Path, model:str):
+        self.model, self.dir = model, Path(root) / hashlib.sha1(model.encode()).hexdigest()[:16]
+        kf, vf = self.dir / "keys.json", self.dir / "vectors.npy"
+        self.keys = json.loads(kf.read_text())["keys"] if kf.exists() else []
+        self.vectors = np.load(vf) if vf.exists() else None
+        if self.vectors is not None and len(self.vectors) != len(self.keys):
+            raise ValueError(f"embedding store {self.dir}: {len(self.keys)} keys but {len(self.vectors)} vectors; delete the folder")
+        self.row = {k: i for i, k in enumerate(self.keys)}
+    def key(self, text:str) -> str: return hashlib.sha256(f"{self.model}\0{text}".encode()).hexdigest()
+    def get(self, texts:list) -> list:
+        "The stored row of each text, or `None`."
+        return [self.row.get(self.key(t)) for t in texts]
+    def add(self, texts:list, vecs:np.ndarray):
+        "Append new vectors and save atomically; refuse a width that differs from the stored one."
+        vecs = np.asarray(vecs, np.float32)
+        if self.vectors is not None and vecs.shape[1] != self.vectors.shape[1]:
+            raise ValueError(f"embedding dimension mismatch: model {self.model!r} gives {vecs.shape[1]}-d vectors "
+                             f"but the store {self.dir} holds {self.vectors.shape[1]}-d vectors")
+        new = [(self.key(t), v) for t, v in zip(texts, vecs) if self.key(t) not in self.row]
+        if not new: return
+        for k, _ in new: self.row[k] = len(self.keys); self.keys.append(k)
+        add = np.stack([v for _, v in new])
+        self.vectors = add if self.vectors is None else np.concatenate([self.vectors, add])
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with atomic_open(self.dir / "vectors.npy", "wb") as f: np.save(f, self.vectors)
+        write_json(self.dir / "keys.json", {"model": self.model, "dim": int(self.vectors.shape[1]), "keys": self.keys}, indent=None)
+
+# %% ../nbs/02_models.ipynb #35e6b05d
+class Embedder:
+    "Unit-norm sentence embeddings of one model, with an LRU cache keyed by text and an optional on-disk store; the model loads on first use."
+    def __init__(self, model:Any="minilm",   # a name or path (see `load_embedder`), or an object with `encode`
+                 cache_size:int=200_000,     # texts kept in the LRU cache
+                 batch_size:int=64,          # encoding batch size
+                 max_chars:int=10_000):      # texts are cut here before encoding (beyond every model's window)
+        self.name = model if isinstance(model, str) else getattr(model, "name", type(model).__name__)
+        self._model, self._by_name = (None, True) if isinstance(model, str) else (model, False)
+        self.cache, self.cache_size, self.batch_size, self.max_chars = collections.OrderedDict(), cache_size, batch_size, max_chars
+        self.hits = self.misses = 0
+
+    @property
+    def model(self):
+        if self._model is None: self._model = load_embedder(self.name)
+        return self._model
+
+    @property
+    def dim(self) -> int:
+        "The embedding width."
+        m = self.model
+        f = getattr(m, "get_embedding_dimension", None) or getattr(m, "get_sentence_embedding_dimension", None)
+        return int(f()) if f else int(self._encode(["x"], False).shape[1])
+
+    def _encode(self, texts, progress):
+        "Unit rows from the model (a sentence-transformers model loaded by name normalises them; another object's rows are normalised here)."
+        if self._by_name:
+            e = self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=progress)
+            return np.asarray(e, dtype=np.float32)
+        e = np.asarray(self.model.encode(texts, batch_size=self.batch_size, convert_to_numpy=True, show_progress_bar=progress), dtype=np.float32)
+        return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+
+    def encode(self, texts:Sequence[str],          # texts to embed
+               store:EmbeddingStore|None=None,     # also look up and keep vectors on disk
+               progress:bool=False                 # show a progress bar while encoding
+              ) -> np.ndarray:
+        "Unit vectors (float32 rows) for `texts`, embedding only those neither cached nor stored."
+        if isinstance(texts, str): raise TypeError("encode() takes a list of texts, not a single string")
+        texts = [_clean_text(t, self.max_chars) for t in texts]
+        todo = list(dict.fromkeys(t for t in texts if t not in self.cache))
+        self.hits += len(texts) - len(todo); self.misses += len(todo)
+        found = {}
+        if todo and store is not None:
+            found = {t: store.vectors[r] for t, r in zip(todo, store.get(todo)) if r is not None}
+            todo = [t for t in todo if t not in found]
+        new = dict(zip(todo, self._encode(todo, progress))) if todo else {}
+        if new and store is not None: store.add(list(new), np.stack(list(new.values())))
+        for t, v in {**found, **new}.items():
+            self.cache[t] = v
+            if len(self.cache) > self.cache_size: self.cache.popitem(last=False)
+        rows = []
+        for t in texts:
+            v = self.cache.get(t, found.get(t, new.get(t)))
+            if v is None: v = self._encode([t], False)[0]     # evicted within this call (more texts than the cache holds)
+            elif t in self.cache: self.cache.move_to_end(t)
+            rows.append(v)
+        return np.stack(rows) if rows else np.zeros((0, self.dim), np.float32)
+
+    def similarity(self, a:Sequence[str], b:Sequence[str]) -> np.ndarray:
+        "Cosine similarity matrix `len(a) x len(b)`."
+        if not len(a) or not len(b): return np.zeros((len(a), len(b)), np.float32)
+        e = self.encode(list(a) + list(b))
+        return e[:len(a)] @ e[len(a):].T
+
+    def cos(self, a:str, b:str) -> float:
+        "Cosine similarity of two texts."
+        return float(self.similarity([a], [b])[0, 0])
+
+# %% ../nbs/02_models.ipynb #5d332ca9
+_EMBEDDERS = {}
+
+def get_embedder(embedder:Any="minilm" # a name/path, an `Embedder`, or an object with `encode`
+                ) -> Embedder:
+    "The process-wide `Embedder` for a name (one model and one cache per name), or a wrapper around a given model."
+    if isinstance(embedder, Embedder): return embedder
+    if isinstance(embedder, str):
+        if embedder not in _EMBEDDERS: _EMBEDDERS[embedder] = Embedder(embedder)
+        return _EMBEDDERS[embedder]
+    if hasattr(embedder, "encode"): return Embedder(embedder)
+    raise TypeError(f"embedder must be a model name/path or an object with `encode`, got {type(embedder).__name__}")
 
 def embed(texts:Sequence[str],     # texts to embed
           model:str="minilm",      # embedder name or path
-          batch_size:int=64,       # encoding batch size
-          normalize:bool=True,     # L2-normalise rows
           progress:bool=False      # show a progress bar
          ) -> np.ndarray:
-    "Embed `texts` as a float32 matrix, one row per text."
-    if isinstance(texts, str): raise TypeError("embed() takes a list of texts, not a single string")
-    texts = list(texts)
-    if not texts: return np.zeros((0, embedding_dim(model)), np.float32)
-    e = load_embedder(model).encode(texts, batch_size=batch_size, normalize_embeddings=normalize,
-                                    show_progress_bar=progress, convert_to_numpy=True)
-    return np.asarray(e, dtype=np.float32)
+    "Embed `texts` as unit float32 rows, one per text (through the process-wide `Embedder` of `model`)."
+    return get_embedder(model).encode(list(texts) if not isinstance(texts, str) else texts, progress=progress)
+
+# %% ../nbs/02_models.ipynb #c59f2b26
+def chat_lengths(records:list,                  # `Sample`s, or rows with `messages`
+                 tokenizer,                     # a tokenizer with a chat template
+                 messages=None,                 # record -> the messages to measure (default: `Sample.chat`, or a row's `messages`)
+                 add_generation_prompt:bool=False
+                ) -> list:
+    "Token count of each record's conversation under `tokenizer`'s chat template: what SFT trains on."
+    out = []
+    for r in records:
+        msgs = messages(r) if messages else r.chat if isinstance(r, Sample) else r["messages"]
+        ids = tokenizer.apply_chat_template([{"role": m["role"], "content": m["content"]} for m in msgs], tokenize=True,
+                                            add_generation_prompt=add_generation_prompt)
+        out.append(len(ids if isinstance(ids, list) else ids["input_ids"]))
+    return out
+
+def drop_too_long(records:list,
+                  max_tokens:int,      # the training `max_seq_length`
+                  tokenizer,           # a tokenizer, or a model name for `load_tokenizer`
+                  **kw                 # `messages`, `add_generation_prompt` of `chat_lengths` (e.g. to measure RL prompts)
+                 ) -> tuple:
+    "`(kept records, {task: number dropped})`: records longer than `max_tokens` under the chat template cannot be trained on whole."
+    if isinstance(tokenizer, str): tokenizer = load_tokenizer(tokenizer)
+    keep, dropped = [], Counter()
+    for r, n in zip(records, chat_lengths(records, tokenizer, **kw)):
+        if n <= max_tokens: keep.append(r)
+        else: dropped[r.task if isinstance(r, Sample) else r["task"]] += 1
+    return keep, dict(sorted(dropped.items()))
 
 # %% ../nbs/02_models.ipynb #e840e4e9
 class Generator:
@@ -292,14 +448,10 @@ def make_server(generator:Generator, model_name:str, host:str="127.0.0.1", port:
                                                                "finish_reason": "stop"} for i, t in enumerate(outs)]})
     return ThreadingHTTPServer((host, port), Handler)
 
-def serve_main(argv:list|None=None):
-    "Entry point of `magicagent serve --model NAME [--host H] [--port P]`."
-    import argparse
-    p = argparse.ArgumentParser(prog="magicagent serve", description="Serve a model on an OpenAI-compatible HTTP API.")
-    p.add_argument("--model", default="smollm2-135m"); p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000); p.add_argument("--batch-size", type=int, default=8)
-    a = p.parse_args(argv)
-    srv = make_server(get_generator(a.model, batch_size=a.batch_size), a.model, a.host, a.port)
+def serve_run(a) -> int:
+    "`magicagent serve` with parsed arguments (`magicagent.cli.parse('serve', argv)`)."
+    try: srv = make_server(get_generator(a.model, batch_size=a.batch_size), a.model, a.host, a.port)
+    except (ValueError, FileNotFoundError, OSError) as e: print(f"magicagent serve: error: {e}", file=sys.stderr); return 2
     print(f"serving {a.model} on http://{a.host}:{srv.server_address[1]}/v1", flush=True)
     try: srv.serve_forever()
     except KeyboardInterrupt: pass

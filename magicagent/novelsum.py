@@ -14,13 +14,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 from .core import (STATIC_TASKS, TASKS, RunDir, Sample, read_jsonl, write_jsonl, write_json,
-                             atomic_open, rng_for)
+                             atomic_open, rng_for, record_group)
+from .models import EmbeddingStore, check_embedder, get_embedder, drop_too_long
+from .cli import entry, fail
 
 # %% auto #0
-__all__ = ['VARIANTS', 'TIE', 'record_text', 'EmbeddingCache', 'embed_records', 'check_embeddings', 'cosine_distance',
-           'local_density', 'rank_weights', 'novelty', 'first_pick', 'pick', 'novelselect_naive', 'Selection',
-           'novelselect', 'balanced_quota', 'novelsum', 'compare_random', 'select_indices', 'chat_lengths',
-           'drop_too_long', 'record_group', 'select_records', 'select_main']
+__all__ = ['VARIANTS', 'TIE', 'record_text', 'embed_records', 'check_embeddings', 'cosine_distance', 'local_density',
+           'rank_weights', 'novelty', 'first_pick', 'pick', 'novelselect_naive', 'Selection', 'novelselect',
+           'balanced_quota', 'novelsum', 'compare_random', 'select_indices', 'select_records', 'select_run',
+           'select_main']
 
 # %% ../nbs/20_novelsum.ipynb #30a9e1e2
 VARIANTS = ("paper", "reference")
@@ -36,60 +38,19 @@ def record_text(rec,                # a `Sample` or a Sample dict
     return "\n".join(lines)[:max_chars]
 
 # %% ../nbs/20_novelsum.ipynb #c3f06df3
-class EmbeddingCache:
-    "Vectors on disk under `root/<model>/`, keyed by a hash of (model, text); `vectors.npy` + `keys.json`."
-    def __init__(self, root:str|Path, model:str):
-        self.model, self.dir = model, Path(root) / hashlib.sha1(model.encode()).hexdigest()[:16]
-        kf, vf = self.dir / "keys.json", self.dir / "vectors.npy"
-        self.keys = json.loads(kf.read_text())["keys"] if kf.exists() else []
-        self.vectors = np.load(vf) if vf.exists() else None
-        if self.vectors is not None and len(self.vectors) != len(self.keys):
-            raise ValueError(f"embedding cache {self.dir}: {len(self.keys)} keys but {len(self.vectors)} vectors; delete the folder")
-        self.row = {k: i for i, k in enumerate(self.keys)}
-    def key(self, text:str) -> str: return hashlib.sha256(f"{self.model}\0{text}".encode()).hexdigest()
-    def get(self, texts:list) -> list:
-        "Cached row of each text, or `None`."
-        return [self.row.get(self.key(t)) for t in texts]
-    def add(self, texts:list, vecs:np.ndarray):
-        "Append new vectors and save atomically; refuse a width that differs from the cached one."
-        vecs = np.asarray(vecs, np.float32)
-        if self.vectors is not None and vecs.shape[1] != self.vectors.shape[1]:
-            raise ValueError(f"embedding dimension mismatch: model {self.model!r} gives {vecs.shape[1]}-d vectors "
-                             f"but the cache {self.dir} holds {self.vectors.shape[1]}-d vectors")
-        new = [(self.key(t), v) for t, v in zip(texts, vecs) if self.key(t) not in self.row]
-        if not new: return
-        for k, _ in new: self.row[k] = len(self.keys); self.keys.append(k)
-        add = np.stack([v for _, v in new])
-        self.vectors = add if self.vectors is None else np.concatenate([self.vectors, add])
-        self.dir.mkdir(parents=True, exist_ok=True)
-        with atomic_open(self.dir / "vectors.npy", "wb") as f: np.save(f, self.vectors)
-        write_json(self.dir / "keys.json", {"model": self.model, "dim": int(self.vectors.shape[1]), "keys": self.keys}, indent=None)
-
-# %% ../nbs/20_novelsum.ipynb #5f21350c
-def _encode(texts, model, batch_size, progress):
-    try: from magicagent.models import embed
-    except ImportError: embed = None
-    if embed is not None: return embed(texts, model=model, batch_size=batch_size, normalize=True, progress=progress)
-    from sentence_transformers import SentenceTransformer
-    return SentenceTransformer(model).encode(texts, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=progress)
-
 def embed_records(records:list,          # `Sample`s or Sample dicts
                   model:str="minilm",    # embedder: `minilm` (offline) or any sentence-transformers name/path
-                  cache_dir:str|Path|None=None, # on-disk cache (none if `None`)
-                  batch_size:int=64,     # encoding batch size
+                  cache_dir:str|Path|None=None, # on-disk store (`magicagent.models.EmbeddingStore`; none if `None`)
                   max_chars:int=2000,    # text view truncation
                   progress:bool=False    # show a progress bar
                  ) -> np.ndarray:
-    "Embed records (float32, one row each), reusing and extending the cache."
+    "Embed records (float32, one row each) through the model's `Embedder`, reusing and extending the on-disk store."
     texts = [record_text(r, max_chars) for r in records]
-    cache = EmbeddingCache(cache_dir, model) if cache_dir is not None else None
-    rows = cache.get(texts) if cache else [None] * len(texts)
-    todo = sorted({t for t, r in zip(texts, rows) if r is None})
-    if todo:
-        vecs = np.asarray(_encode(todo, model, batch_size, progress), np.float32)
-        if cache is None: lut = dict(zip(todo, vecs)); return np.stack([lut[t] for t in texts])
-        cache.add(todo, vecs); rows = cache.get(texts)
-    return cache.vectors[rows] if texts else np.zeros((0, 0), np.float32)
+    if not texts: return np.zeros((0, 0), np.float32)
+    uniq = sorted(set(texts))
+    store = EmbeddingStore(cache_dir, model) if cache_dir is not None else None
+    vec = dict(zip(uniq, get_embedder(model).encode(uniq, store=store, progress=progress)))
+    return np.stack([vec[t] for t in texts])
 
 # %% ../nbs/20_novelsum.ipynb #ad750397
 def check_embeddings(x,                     # (N, D) array or tensor
@@ -380,38 +341,6 @@ def select_indices(x, budget:int, alpha=1.0, beta=0.5, neighbors=10, variant="pa
     if groups is not None: rep["selected_per_group"] = dict(sorted(Counter(str(groups[i]) for i in sel.indices).items()))
     return sel, rep
 
-def chat_lengths(records:list, tokenizer,
-                 messages=None,                 # record -> the messages to measure (default: `Sample.chat`, or a row's `messages`)
-                 add_generation_prompt:bool=False) -> list:
-    "Token count of each record's conversation (`Sample.chat`, tools listed) under `tokenizer`'s chat template: what SFT trains on."
-    out = []
-    for r in records:
-        msgs = messages(r) if messages else r.chat if isinstance(r, Sample) else r["messages"]
-        ids = tokenizer.apply_chat_template([{"role": m["role"], "content": m["content"]} for m in msgs], tokenize=True,
-                                            add_generation_prompt=add_generation_prompt)
-        out.append(len(ids if isinstance(ids, list) else ids["input_ids"]))
-    return out
-
-def drop_too_long(records:list,
-                  max_tokens:int,      # the training `max_seq_length`
-                  tokenizer,           # a tokenizer, or a model name for `magicagent.models.load_tokenizer`
-                  **kw                 # `messages`, `add_generation_prompt` of `chat_lengths` (e.g. to measure RL prompts)
-                 ) -> tuple:
-    "`(kept records, {task: number dropped})`: records longer than `max_tokens` under the chat template cannot be trained on whole."
-    if isinstance(tokenizer, str):
-        from magicagent.models import load_tokenizer
-        tokenizer = load_tokenizer(tokenizer)
-    keep, dropped = [], Counter()
-    for r, n in zip(records, chat_lengths(records, tokenizer, **kw)):
-        if n <= max_tokens: keep.append(r)
-        else: dropped[r.task if isinstance(r, Sample) else r["task"]] += 1
-    return keep, dict(sorted(dropped.items()))
-
-def record_group(r, by_subtask:bool=False) -> str:
-    "The balance group of a record: its task, or `task/subtask` when `by_subtask` and it has one."
-    t, st = (r.task, r.subtask) if isinstance(r, Sample) else (r["task"], r.get("subtask"))
-    return f"{t}/{st}" if by_subtask and st else t
-
 def select_records(records:list, budget:int, model:str="minilm", cache_dir=None, per_task:bool=False,
                    progress:bool=False,
                    by_subtask:bool=False, # with `per_task`: balance over task/subtask groups
@@ -424,44 +353,46 @@ def select_records(records:list, budget:int, model:str="minilm", cache_dir=None,
     return [records[i] for i in sel.indices], x, sel, rep
 
 # %% ../nbs/20_novelsum.ipynb #5ad8c60f
-def select_main(argv:list|None=None) -> int:
-    "Entry point of `magicagent select (--in SYNTH_DIR | --embeddings EMB.npy) --budget K --out DIR [options]`."
-    import argparse
-    p = argparse.ArgumentParser(prog="magicagent select", description="NovelSum data selection (§4.1).")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--in", dest="inp", help="directory of synthesized <task>.jsonl files")
-    src.add_argument("--embeddings", help="a .npy (N, D) embedding matrix")
-    p.add_argument("--budget", type=int, required=True); p.add_argument("--out", required=True)
-    p.add_argument("--variant", choices=VARIANTS, default="paper")
-    p.add_argument("--alpha", type=float, default=1.0); p.add_argument("--beta", type=float, default=0.5)
-    p.add_argument("--neighbors", type=int, default=10); p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--per-task", action="store_true", help="balance the budget across tasks (--in only)")
-    p.add_argument("--by-subtask", action="store_true", help="with --per-task: balance across task/subtask groups")
-    p.add_argument("--max-tokens", type=int, default=None, help="drop records longer than this under --tokenizer's chat template (--in only)")
-    p.add_argument("--tokenizer", default=None, help="model whose tokenizer measures --max-tokens (e.g. smollm2-135m)")
-    p.add_argument("--embedder", default="minilm"); p.add_argument("--cache", default=None, help="embedding cache (default OUT/embed_cache)")
-    p.add_argument("--device", default="cpu"); p.add_argument("--no-progress", action="store_true")
-    a = p.parse_args(argv)
-    out = Path(a.out); kw = dict(alpha=a.alpha, beta=a.beta, neighbors=a.neighbors, variant=a.variant, seed=a.seed, device=a.device)
+def _pool_checks(a, recs:list, groups:list|None):
+    "Refuse what would fail only after the pool is embedded: an empty pool, a budget or a K too large for it, quotas that cannot fill the budget."
+    n = len(recs)
+    if not n: raise ValueError(f"--in {a.inp}: the *.jsonl files hold no records")
+    if a.budget > n: raise ValueError(f"--budget {a.budget} is larger than the pool ({n} records)")
+    distinct = len({record_text(r) for r in recs})
+    if a.neighbors >= distinct:
+        raise ValueError(f"--neighbors {a.neighbors} needs at least {a.neighbors + 1} distinct records; the pool has {distinct} "
+                         f"(use --neighbors {max(1, distinct - 1)} or fewer)")
+    if groups is not None: balanced_quota(groups, a.budget)
+
+def select_run(a) -> int:
+    "`magicagent select` with parsed arguments (`magicagent.cli.parse('select', argv)`)."
+    out = Path(a.out)
+    device = a.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    kw = dict(alpha=a.alpha, beta=a.beta, neighbors=a.neighbors, variant=a.variant, seed=a.seed, device=device)
     try:
         if a.embeddings:
-            if a.per_task: p.error("--per-task needs --in (task labels come from the records)")
-            x = np.load(a.embeddings)
-            sel, rep = select_indices(check_embeddings(x, where=a.embeddings), a.budget, progress=not a.no_progress, **kw)
+            try: x = np.load(a.embeddings, allow_pickle=False)
+            except (ValueError, OSError) as e: raise ValueError(f"--embeddings {a.embeddings}: not a .npy array ({e})") from None
+            x = check_embeddings(x, where=a.embeddings)
+            if a.budget > len(x): raise ValueError(f"--budget {a.budget} is larger than the pool ({len(x)} rows in {a.embeddings})")
+            sel, rep = select_indices(x, a.budget, progress=not a.no_progress, **kw)
             write_json(out / "selected.json", sel.indices, indent=None)
         else:
             files = sorted(Path(a.inp).glob("*.jsonl"))
             if not files: raise ValueError(f"--in {a.inp}: no *.jsonl files")
             recs, too_long = [r for f in files for r in read_jsonl(f, as_sample=True)], {}
-            if a.max_tokens:
-                if not a.tokenizer: p.error("--max-tokens needs --tokenizer")
-                recs, too_long = drop_too_long(recs, a.max_tokens, a.tokenizer)
+            if a.max_tokens: recs, too_long = drop_too_long(recs, a.max_tokens, a.tokenizer)
+            _pool_checks(a, recs, [record_group(r, a.by_subtask) for r in recs] if a.per_task else None)
+            check_embedder(a.embedder)
             chosen, _, sel, rep = select_records(recs, a.budget, a.embedder, a.cache or out / "embed_cache",
                                                  per_task=a.per_task, by_subtask=a.by_subtask, progress=not a.no_progress, **kw)
             write_jsonl(out / "selected.jsonl", chosen)
             rep.update(inputs=[str(f) for f in files], max_tokens=a.max_tokens, too_long=too_long)
-    except (ValueError, OSError) as e:                 # bad data, missing or unreadable files
-        print(f"error: {e}", file=sys.stderr); return 2
+    except (ValueError, OSError) as e: return fail("select", e)      # bad data, missing or unreadable files
     write_json(out / "report.json", rep)
     print(json.dumps({k: rep[k] for k in ("budget", "pool", "novelsum_selected", "novelsum_random_mean")}))
     return 0
+
+def select_main(argv:list|None=None) -> int:
+    "Entry point of `magicagent select (--in SYNTH_DIR | --embeddings EMB.npy) --budget K --out DIR [options]`."
+    return entry("select", select_run, argv)

@@ -6,83 +6,19 @@ Docs: https://magicagent.github.io/magicagent/pipeline.html.md"""
 
 # %% ../nbs/90_pipeline.ipynb #203a47a7
 from __future__ import annotations
-import configparser, hashlib, json, logging, os, shlex, subprocess, sys, time, importlib
+import hashlib, importlib, json, logging, os, shlex, subprocess, sys, time
 from pathlib import Path
 from .core import write_json, atomic_open
+from .profiles import (find_settings, load_profile, profile_names, set_values, find_nbs_dir, config_path,
+                                 mixed_precision, _kv)
+from .cli import COMMANDS, parse
 
 # %% auto #0
-__all__ = ['PROFILES', 'STAGES', 'SUBCOMMANDS', 'HELP', 'find_settings', 'parse_value', 'load_profile', 'set_values',
-           'add_profile_args', 'profile_values', 'find_nbs_dir', 'list_notebooks', 'select_notebooks', 'NotebookFailed',
-           'declared_parameters', 'quiet_zmq_tracebacks', 'execute_notebook', 'run_pipeline', 'config_path',
-           'mixed_precision', 'pin_mixed_precision', 'typed', 'profile_flag', 'launch_command', 'stream', 'stage_sets',
-           'run_stage', 'sbatch_script', 'render_readme', 'run_main', 'main']
-
-# %% ../nbs/90_pipeline.ipynb #e0a60991
-PROFILES = ("smoke", "cpu", "gpu", "full")
-_BOOLS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
-
-def find_settings(start:str|Path|None=None) -> Path:
-    "`$MAGICAGENT_SETTINGS`, else the nearest `settings.ini` with profiles above `start`, else the packaged copy."
-    if os.environ.get("MAGICAGENT_SETTINGS"): return Path(os.environ["MAGICAGENT_SETTINGS"])
-    p = Path(start or Path.cwd()).resolve()
-    for d in [p, *p.parents]:
-        f = d / "settings.ini"
-        if f.exists() and "[smoke]" in f.read_text(): return f
-    import magicagent
-    return Path(magicagent.__file__).parent / "configs" / "settings.ini"
-
-def parse_value(v:str):
-    "Type a profile value: int, float, bool (true/false, yes/no, on/off), None (empty) or str."
-    v = v.strip()
-    if v == "": return None
-    if v.lower() in _BOOLS: return _BOOLS[v.lower()]
-    for t in (int, float):
-        try: return t(v)
-        except ValueError: pass
-    return v
-
-def load_profile(name:str, path:str|Path|None=None) -> dict:
-    "The typed values of profile `name` (its section over `[DEFAULT]`), plus `profile`."
-    f = Path(path) if path else find_settings()
-    cp = configparser.ConfigParser(inline_comment_prefixes=("#",))
-    if not cp.read(f): raise FileNotFoundError(f"no settings file at {f}")
-    if not cp.has_section(name): raise ValueError(f"unknown profile {name!r} in {f}; expected one of {', '.join(cp.sections())}")
-    values = {"profile": name, **{k: parse_value(v) for k, v in cp[name].items()}}
-    if os.environ.get("MAGICAGENT_RUNS"): values["run_root"] = os.environ["MAGICAGENT_RUNS"]
-    return values
-
-def set_values(values:dict, pairs:list, flag:str="--set") -> dict:
-    "`values` with `KEY=VALUE` strings applied; a key the profile does not have is refused by name."
-    out = dict(values)
-    for s in pairs or []:
-        k, v = _kv(s, flag)
-        if k not in values: raise ValueError(f"{flag} {k}: profile {values.get('profile')!r} has no such value")
-        out[k] = v
-    return out
-
-def add_profile_args(p):
-    "The `--profile NAME` and `--set KEY=VALUE` options of a stage command (`magicagent sft`, `grpo`, `evaluate`)."
-    p.add_argument("--profile", default="smoke", help="run profile of settings.ini")
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="replace a value of the profile (repeatable), e.g. --set sft_lr=5e-4")
-
-def profile_values(args) -> dict:
-    "The profile values a stage command was given: `--profile`, then its `--set`s."
-    return set_values(load_profile(args.profile), args.sets)
-
-def _kv(s:str, flag:str="-p"):
-    if "=" not in s: raise ValueError(f"{flag} expects key=value, got {s!r}")
-    k, v = s.split("=", 1); return k.strip(), parse_value(v)
+__all__ = ['STAGES', 'list_notebooks', 'select_notebooks', 'NotebookFailed', 'declared_parameters', 'quiet_zmq_tracebacks',
+           'execute_notebook', 'run_pipeline', 'launch_command', 'stream', 'stage_sets', 'run_stage', 'sbatch_script',
+           'render_readme', 'run_cmd', 'run_main', 'usage', 'main']
 
 # %% ../nbs/90_pipeline.ipynb #8ae8e92b
-def find_nbs_dir(start:str|Path|None=None) -> Path:
-    "The project's `nbs/` directory (above `start` or the current directory)."
-    p = Path(start or Path.cwd()).resolve()
-    for d in [p, *p.parents]:
-        if (d / "nbs" / "00_core.ipynb").exists(): return d / "nbs"
-        if d.name == "nbs" and (d / "00_core.ipynb").exists(): return d
-    raise FileNotFoundError("no nbs/ directory with 00_core.ipynb found above the current directory; run from the project checkout")
-
 def list_notebooks(nbs_dir:str|Path) -> list:
     "Names (without `.ipynb`) of the numbered notebooks of `nbs_dir`, in order."
     return sorted(p.stem for p in Path(nbs_dir).glob("[0-9][0-9]_*.ipynb"))
@@ -222,44 +158,7 @@ STAGES = {"sft": "magicagent.sft:sft_main", "grpo": "magicagent.grpo:grpo_main",
           "xpo": "magicagent.xpo:xpo_main", "moe": "magicagent.moe:moe_main",
           "evaluate": "magicagent.evaluate:evaluate_main"}
 
-def config_path(name:str) -> Path:
-    "A shipped config file (`zero2`, `zero3`, `slurm`, or a file name under `magicagent/configs/`)."
-    import magicagent
-    d = Path(magicagent.__file__).parent / "configs"
-    f = d / {"zero2": "ds_zero2.json", "zero3": "ds_zero3.json", "slurm": "full.sbatch"}.get(name, name)
-    if not f.exists(): raise FileNotFoundError(f"no shipped config {name!r} in {d}")
-    return f
-
 # %% ../nbs/90_pipeline.ipynb #60f898dd
-def mixed_precision(values:dict) -> str:
-    "`bf16`, `fp16` or `no`: the profile's `mixed_precision` (`fast`: bf16 where native, else no), else implied by its `dtype`."
-    from magicagent.models import fast_bf16
-    mp = (values.get("mixed_precision") or "").strip()
-    if not mp: mp = {"bfloat16": "bf16", "float16": "fp16"}.get(values.get("dtype") or "", "no")
-    if mp == "fast": mp = "bf16" if fast_bf16() else "no"
-    if mp not in ("bf16", "fp16", "no"): raise ValueError(f"mixed_precision {mp!r}; expected bf16, fp16, no or fast")
-    return mp
-
-def pin_mixed_precision(values:dict) -> str:
-    "Resolve the profile's precision on the machine that trains and make it this process's accelerate setting (what `mixed_precision` says)."
-    # transformers reads ACCELERATE_MIXED_PRECISION when neither bf16 nor fp16 is on: a `fast` that means `no` here must not let an
-    # accelerate config (or a launcher that resolved `fast` elsewhere) turn on fp16 or bf16
-    mp = mixed_precision(values); os.environ["ACCELERATE_MIXED_PRECISION"] = mp
-    return mp
-
-def typed(values:dict, key:str, typ:type, default=None):
-    "`values[key]` as `typ`, `default` when missing or empty; a value that is not a `typ` (or a required one missing) names its key."
-    v = values.get(key)
-    if v is None or v == "":
-        if default is None: raise ValueError(f"profile value {key} is missing or empty; expected {typ.__name__}")
-        return default
-    try: return typ(v)
-    except (TypeError, ValueError): raise ValueError(f"profile value {key} = {v!r}: expected {typ.__name__}") from None
-
-def profile_flag(values:dict, key:str, default:bool=False) -> bool:
-    "A yes/no profile value: `default` when `key` is missing, else whether it reads true, yes or 1 (any case)."
-    return default if key not in values else str(values[key]).lower() in ("1", "true", "yes")
-
 def launch_command(stage:str,            # a training stage of `STAGES`
                    values:dict,          # the profile's values (num_gpus, num_nodes, deepspeed, dtype…)
                    extra:list|None=None  # further CLI arguments for the stage
@@ -338,55 +237,55 @@ def render_readme(nbs_dir:str|Path|None=None) -> Path:
     with atomic_open(out) as f: f.write("\n\n".join(x.strip() for x in md) + "\n")
     return out
 
-# %% ../nbs/90_pipeline.ipynb #11fa9b4f
-SUBCOMMANDS = {"synth": "magicagent.synth.base:synth_main", "select": "magicagent.novelsum:select_main",
-               "score": "magicagent.rewards:score_main", "serve": "magicagent.models:serve_main", **STAGES}
-HELP = {"run": "execute the notebooks with papermill at a profile's scale", "synth": "synthesize Sample records (§3)",
-        "select": "NovelSum data selection (§4.1)", "score": "official benchmark scorers (WorfBench, NaturalPlan)",
-        "serve": "serve a model on an OpenAI-compatible API", "sft": "supervised fine-tuning (§4.1)",
-        "grpo": "GRPO with the unified reward (§4.2.2)", "xpo": "X²PO online RL (§4.2.3)",
-        "moe": "load-balanced MoE training (§5)", "evaluate": "evaluate a model on held-out data",
-        "profiles": "list the run profiles or show one", "readme": "render README.md from nbs/index.ipynb"}
 
-def run_main(argv:list|None=None) -> int:
-    "Entry point of `magicagent run`."
-    import argparse
-    p = argparse.ArgumentParser(prog="magicagent run", description=HELP["run"])
-    p.add_argument("--profile", default="smoke"); p.add_argument("--only", nargs="+")
-    p.add_argument("--from", dest="start"); p.add_argument("--to", dest="stop")
-    p.add_argument("-p", dest="params", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--force", action="store_true"); p.add_argument("--nbs", default=None)
-    a = p.parse_args(argv)
+
+# %% ../nbs/90_pipeline.ipynb #ac5dfb67
+def run_cmd(a) -> int:
+    "`magicagent run`: the pipeline at a profile's scale."
     try:
         params = dict(_kv(x) for x in a.params)
         for k, v in params.items():       # paths given here are relative to this directory, not to nbs/
             if isinstance(v, str) and (k == "run_root" or Path(v).expanduser().exists()): params[k] = str(Path(v).expanduser().resolve())
         st = run_pipeline(a.profile, a.only, a.start, a.stop, params, a.force, a.nbs)
-    except (NotebookFailed, ValueError, FileNotFoundError) as e: print(f"error: {e}", file=sys.stderr); return 1
+    except (ValueError, FileNotFoundError) as e: print(f"magicagent run: error: {e}", file=sys.stderr); return 2
+    except NotebookFailed as e: print(f"magicagent run: error: {e}", file=sys.stderr); return 1
     print(json.dumps(st, indent=1)); return 0
+
+def run_main(argv:list|None=None) -> int:
+    "Entry point of `magicagent run`."
+    return run_cmd(parse("run", argv))
+
+def usage() -> str:
+    "The text of `magicagent --help`."
+    w = max(map(len, COMMANDS)) + 2
+    return ("usage: magicagent COMMAND [options]   (magicagent COMMAND --help for a command's options)\n\ncommands:\n"
+            + "\n".join(f"  {k:<{w}}{c['help']}" for k, c in COMMANDS.items()))
 
 def main(argv:list|None=None) -> int:
     "The `magicagent` command."
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
-        print("usage: magicagent COMMAND [options]\n\ncommands:")
-        for k in ["run", *SUBCOMMANDS, "profiles", "readme"]: print(f"  {k:<10} {HELP.get(k, '')}")
-        return 0
+    if not argv or argv[0] in ("-h", "--help"): print(usage()); return 0
     cmd, rest = argv[0], argv[1:]
-    if cmd == "run": return run_main(rest)
+    if cmd not in COMMANDS:
+        import difflib
+        near = difflib.get_close_matches(cmd, COMMANDS, n=1)
+        print(f"magicagent: error: unknown command {cmd!r}" + (f"; did you mean {near[0]!r}?" if near else "") + "; run `magicagent --help`", file=sys.stderr)
+        return 2
+    try: a = parse(cmd, rest)
+    except SystemExit as e: return int(e.code or 0)          # --help (0) or a usage error, already printed (2)
+    if cmd == "run": return run_cmd(a)
     if cmd == "readme": print(render_readme()); return 0
     if cmd == "profiles":
         try:
-            if rest: print(json.dumps(load_profile(rest[0]), indent=1))
-            else: cp = configparser.ConfigParser(); cp.read(find_settings()); print("\n".join(cp.sections()))
-        except (ValueError, FileNotFoundError) as e: print(f"error: {e}", file=sys.stderr); return 2
+            if a.name: print(json.dumps(load_profile(a.name), indent=1))
+            else: print("\n".join(profile_names()))
+        except (ValueError, FileNotFoundError) as e: print(f"magicagent profiles: error: {e}", file=sys.stderr); return 2
         return 0
-    if cmd not in SUBCOMMANDS: print(f"error: unknown command {cmd!r}; run `magicagent --help`", file=sys.stderr); return 2
-    mod, fn = SUBCOMMANDS[cmd].split(":")
+    mod, fn = COMMANDS[cmd]["target"].split(":")
     try: f = getattr(importlib.import_module(mod), fn)
     except (ModuleNotFoundError, AttributeError) as e:
-        print(f"error: command {cmd!r} is not available in this install ({e})", file=sys.stderr); return 2
-    return int(f(rest) or 0)
+        print(f"magicagent {cmd}: error: the command is not available in this install ({e})", file=sys.stderr); return 2
+    return int(f(a) or 0)
 
 # %% ../nbs/90_pipeline.ipynb #0dc57df4
 import builtins

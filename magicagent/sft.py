@@ -6,14 +6,22 @@ Docs: https://magicagent.github.io/magicagent/sft.html.md"""
 
 # %% ../nbs/30_sft.ipynb #99f3ff23
 from __future__ import annotations
-import hashlib, json, os, sys, time
+import hashlib, json, shutil, sys, time
 from pathlib import Path
-from .core import RunDir, Sample, read_jsonl, write_json, atomic_open, seed_everything
+import torch
+from datasets import Dataset
+from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
+from trl import SFTConfig, SFTTrainer
+from trl.chat_template_utils import get_training_chat_template
+from .core import RunDir, Sample, read_jsonl, write_json, seed_everything
+from .profiles import config_path, mixed_precision, pin_mixed_precision, profile_flag, run_dir, typed
+from .models import chat_lengths
+from .training import last_checkpoint, load_policy, training_records
+from .cli import entry, fail
 
 # %% auto #0
-__all__ = ['training_template', 'sft_rows', 'training_records', 'sft_args', 'training_dtype', 'load_policy',
-           'SeededLengthGroupedSampler', 'DataOrderTrainer', 'data_order', 'build_sft_trainer', 'last_checkpoint',
-           'run_identity', 'train_sft', 'run_dir', 'sft_main']
+__all__ = ['training_template', 'sft_rows', 'sft_args', 'SeededLengthGroupedSampler', 'DataOrderTrainer', 'data_order',
+           'build_sft_trainer', 'run_identity', 'train_sft', 'sft_run', 'sft_main']
 
 # %% ../nbs/30_sft.ipynb #c63f4db5
 _CHATML_TURN = "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
@@ -25,7 +33,6 @@ def training_template(tokenizer) -> str|None:
     t = tokenizer.chat_template or ""
     if "{% generation %}" in t: return t
     if _CHATML_TURN in t: return t.replace(_CHATML_TURN, _CHATML_TRAIN)
-    from trl.chat_template_utils import get_training_chat_template
     try: return get_training_chat_template(tokenizer)     # set on the tokenizer, so that lengths are measured on the text trained on
     except Exception: return None                         # a template TRL does not know: its trainer says so
 
@@ -40,21 +47,11 @@ def sft_rows(samples:list # `Sample`s (or Sample dicts)
         rows.append({"messages": s.chat})
     return rows
 
-def training_records(rd:RunDir) -> list:
-    "The SFT data of a run: `select/selected.jsonl`, else every `synth/<task>.jsonl`."
-    sel = rd.stage("select", mkdir=False) / "selected.jsonl"
-    files = [sel] if sel.exists() else sorted(rd.stage("synth", mkdir=False).glob("*.jsonl"))
-    if not files: raise FileNotFoundError(f"no training data in {rd.root}: expected select/selected.jsonl or synth/<task>.jsonl")
-    return [s for f in files for s in read_jsonl(f, as_sample=True)]
-
 # %% ../nbs/30_sft.ipynb #9a0029b3
-from .pipeline import mixed_precision, profile_flag, typed   # the profile's precision, yes/no and typed values, shared with the launcher
-
-def sft_args(values:dict,            # profile values (`magicagent.pipeline.load_profile`)
+def sft_args(values:dict,            # profile values (`magicagent.profiles.load_profile`)
              output_dir:str|Path,    # checkpoints go here
              **overrides) -> dict:
     "The `SFTConfig` keyword arguments for a profile."
-    import torch
     mp = mixed_precision(values)
     kw = dict(output_dir=str(output_dir), num_train_epochs=typed(values, "sft_epochs", float, 1),
               max_steps=typed(values, "sft_max_steps", int, -1), learning_rate=typed(values, "sft_lr", float),
@@ -70,42 +67,16 @@ def sft_args(values:dict,            # profile values (`magicagent.pipeline.load
               data_seed=typed(values, "seed", int, 0), report_to="none", use_cpu=not torch.cuda.is_available(),
               dataloader_num_workers=0)
     if values.get("gradient_checkpointing") is not None: kw["gradient_checkpointing"] = bool(values["gradient_checkpointing"])
-    if values.get("deepspeed"):
-        from magicagent.pipeline import config_path
-        kw["deepspeed"] = str(config_path(values["deepspeed"]))
+    if values.get("deepspeed"): kw["deepspeed"] = str(config_path(values["deepspeed"]))
     return {**kw, **overrides}
 
-# %% ../nbs/30_sft.ipynb #a33a40bc
-def training_dtype(values:dict) -> str:
-    "The dtype the weights are trained in: float32 under bf16/fp16 autocast without DeepSpeed, else the profile's `dtype`."
-    from magicagent.pipeline import mixed_precision
-    # AdamW on bf16 weights rounds most updates away (a bf16 weight has 8 bits of mantissa); DeepSpeed keeps fp32 masters itself
-    if not values.get("deepspeed") and mixed_precision(values) in ("bf16", "fp16"): return "float32"
-    return values.get("dtype") or "float32"
-
-def load_policy(name:str, values:dict):
-    "`(model, tokenizer)` for training: the base model in `training_dtype`, LoRA-wrapped if `lora`."
-    from magicagent.models import load_causal_lm, load_tokenizer
-    model, tok = load_causal_lm(name, dtype=training_dtype(values)), load_tokenizer(name)
-    if values.get("lora"):
-        from peft import LoraConfig, get_peft_model
-        cfg = LoraConfig(r=int(values.get("lora_r", 16)), lora_alpha=int(values.get("lora_alpha", 32)), lora_dropout=0.0,
-                         target_modules="all-linear", task_type="CAUSAL_LM")
-        model = get_peft_model(model, cfg)
-    return model, tok
-
 # %% ../nbs/30_sft.ipynb #45300922
-from trl import SFTTrainer
-
-from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
-
 class SeededLengthGroupedSampler(LengthGroupedSampler):
     "transformers' length-grouped order, shuffled by `seed + epoch` rather than the global random state, so a resumed run repeats it."
     def __init__(self, batch_size:int, lengths:list, seed:int=0):
         super().__init__(batch_size, lengths=lengths); self.seed, self.epoch = seed, 0
     def set_epoch(self, epoch:int): self.epoch = epoch          # the Trainer calls it at every epoch, resumed or not
     def __iter__(self):
-        import torch
         g = torch.Generator(); g.manual_seed(self.seed + self.epoch)
         return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=g))
 
@@ -136,32 +107,26 @@ def data_order(output_dir:str|Path) -> list:
     return [last[k] for k in sorted(last)]
 
 # %% ../nbs/30_sft.ipynb #1aa474a3
-def build_sft_trainer(values:dict, samples:list, output_dir:str|Path, model_name:str|None=None, callbacks:list|None=None, **overrides):
+def build_sft_trainer(values:dict, samples:list, output_dir:str|Path, model_name:str|None=None, callbacks:list|None=None,
+                      trainer_cls:type|None=None,   # a `DataOrderTrainer` subclass (e.g. the MoE trainer of §5); default `DataOrderTrainer`
+                      model=None,                   # a ready `(model, tokenizer)` instead of loading `model_name`
+                      **overrides):
     "The `DataOrderTrainer` for `samples` with the profile's hyperparameters."
-    from datasets import Dataset
-    from trl import SFTConfig
     seed_everything(int(values.get("seed", 0)))
-    from magicagent.pipeline import pin_mixed_precision
     pin_mixed_precision(values)
     args = SFTConfig(**sft_args(values, output_dir, **overrides))   # first: under ZeRO-3 the model then loads partitioned
-    model, tok = load_policy(model_name or values["model"], values)
+    model, tok = model if model is not None else load_policy(model_name or values["model"], values)
     tt = training_template(tok)
     original = tok.chat_template
     if tt: tok.chat_template = tt
     rows = sft_rows(samples)
-    from magicagent.novelsum import chat_lengths
     lens = chat_lengths(rows, tok)
     keep = [r for r, n in zip(rows, lens) if n <= args.max_length]          # a cut sample loses its answer's end
     if not keep: raise ValueError(f"every one of the {len(rows)} samples is longer than max_seq_length={args.max_length} tokens")
-    tr = DataOrderTrainer(model=model, args=args, train_dataset=Dataset.from_list(keep), processing_class=tok, callbacks=callbacks)
+    tr = (trainer_cls or DataOrderTrainer)(model=model, args=args, train_dataset=Dataset.from_list(keep), processing_class=tok, callbacks=callbacks)
     tr.original_chat_template, tr.dropped_too_long = original, len(rows) - len(keep)
     if tr.dropped_too_long: print(f"sft: {tr.dropped_too_long} of {len(rows)} samples are longer than max_seq_length={args.max_length} tokens; left out", file=sys.stderr)
     return tr
-
-def last_checkpoint(output_dir:str|Path) -> str|None:
-    "The latest complete `checkpoint-N` of `output_dir` (one a kill cut short lacks `trainer_state.json`, written last), if any."
-    done = [d for d in Path(output_dir).glob("checkpoint-*") if d.name.split("-")[-1].isdigit() and (d / "trainer_state.json").exists()]
-    return str(max(done, key=lambda d: int(d.name.split("-")[-1]))) if done else None
 
 _NOT_IDENTITY = {"output_dir", "save_steps", "save_total_limit", "logging_steps", "report_to", "use_cpu",
                  "dataloader_num_workers", "gradient_checkpointing"}   # how a run is carried out, not what it trains
@@ -175,14 +140,16 @@ def run_identity(values:dict, samples:list, model_name:str|None=None, **override
             "settings": h(args), "data": h([x.to_dict() if isinstance(x, Sample) else x for x in samples])}
 
 def _clear(out:Path):
-    import shutil
     for d in [*out.glob("checkpoint-*"), out / "final"]:
         if d.is_dir(): shutil.rmtree(d)
     for f in ("metrics.json", "data_order.jsonl", "run.json"): (out / f).unlink(missing_ok=True)
 
 def train_sft(values:dict, samples:list, output_dir:str|Path, model_name:str|None=None,
               resume:bool|str=True,   # True: resume this run's checkpoints (another run's are an error); False: start afresh; "auto": resume if this run's, else afresh
-              callbacks:list|None=None, **overrides) -> dict:
+              callbacks:list|None=None,
+              trainer_cls:type|None=None,   # see `build_sft_trainer`
+              model=None,                   # see `build_sft_trainer`
+              **overrides) -> dict:
     "Train (resuming from the latest checkpoint of the same run), save `final/` and `metrics.json`; return the metrics."
     out = Path(output_dir); out.mkdir(parents=True, exist_ok=True)
     ident = run_identity(values, samples, model_name, **overrides)
@@ -201,7 +168,7 @@ def train_sft(values:dict, samples:list, output_dir:str|Path, model_name:str|Non
         if st["global_step"] >= (planned if planned > 0 else st.get("max_steps", 0)) and m.get("global_step") == st["global_step"]:
             print(f"sft: {out} is complete at step {st['global_step']}; nothing to train", file=sys.stderr)
             return m
-    tr = build_sft_trainer(values, samples, out, model_name, callbacks, **overrides)
+    tr = build_sft_trainer(values, samples, out, model_name, callbacks, trainer_cls=trainer_cls, model=model, **overrides)
     if tr.is_world_process_zero():
         write_json(out / "run.json", ident)
         with open(out / "data_order.jsonl", "a") as f: f.write(json.dumps(["start", ckpt]) + "\n")
@@ -220,38 +187,21 @@ def train_sft(values:dict, samples:list, output_dir:str|Path, model_name:str|Non
     return m
 
 # %% ../nbs/30_sft.ipynb #bfa6006f
-def run_dir(values:dict, run_root:str|None=None) -> RunDir:
-    "The run directory of a profile: `run_root` (from the command line: relative to here), else the profile's, relative to `nbs/`."
-    if run_root: return RunDir(values.get("profile", "smoke"), Path(run_root).expanduser().resolve())
-    root = values.get("run_root") or "runs"
-    if not Path(root).is_absolute():
-        from magicagent.pipeline import find_nbs_dir
-        try: root = (find_nbs_dir() / root).resolve()
-        except FileNotFoundError: pass
-    return RunDir(values.get("profile", "smoke"), root)
-
-def sft_main(argv:list|None=None) -> int:
-    "Entry point of `magicagent sft --profile NAME [--data JSONL] [--out DIR] [--model M] [--max-steps N] [--lora] [--no-resume | --restart-if-changed]`."
-    import argparse
-    from magicagent.pipeline import add_profile_args, profile_values
-    p = argparse.ArgumentParser(prog="magicagent sft", description="Supervised fine-tuning on Sample records (§4.1).")
-    add_profile_args(p); p.add_argument("--run-root", default=None)
-    p.add_argument("--data", default=None, help="a Sample JSONL (default: the run's select/selected.jsonl, else synth/*.jsonl)")
-    p.add_argument("--out", default=None, help="default: runs/<profile>/sft"); p.add_argument("--model", default=None)
-    p.add_argument("--max-steps", type=int, default=None); p.add_argument("--save-steps", type=int, default=None)
-    p.add_argument("--lora", action="store_true"); p.add_argument("--no-resume", action="store_true", help="start afresh, clearing --out")
-    p.add_argument("--restart-if-changed", action="store_true", help="resume --out's checkpoints if they are this run's, else start afresh")
-    a = p.parse_args(argv)
-    try: values = profile_values(a)
-    except (ValueError, FileNotFoundError) as e: print(f"magicagent sft: error: {e}", file=sys.stderr); return 2
+def sft_run(a) -> int:
+    "`magicagent sft` with parsed arguments (`magicagent.cli.parse('sft', argv)`)."
+    values = a.values
     if a.lora: values["lora"] = True
     if a.max_steps is not None: values["sft_max_steps"] = a.max_steps
     if a.save_steps is not None: values["sft_save_steps"] = a.save_steps
     rd = run_dir(values, a.run_root)
-    try: samples = list(read_jsonl(a.data, as_sample=True)) if a.data else training_records(rd)
-    except (FileNotFoundError, ValueError) as e: print(f"magicagent sft: error: {e}", file=sys.stderr); return 2
-    try: m = train_sft(values, samples, Path(a.out) if a.out else rd.stage("sft"), a.model,
-                       resume=False if a.no_resume else "auto" if a.restart_if_changed else True)
-    except ValueError as e: print(f"magicagent sft: error: {e}", file=sys.stderr); return 2
+    try:
+        samples = list(read_jsonl(a.data, as_sample=True)) if a.data else training_records(rd)
+        m = train_sft(values, samples, Path(a.out) if a.out else rd.stage("sft"), a.model,
+                      resume=False if a.no_resume else "auto" if a.restart_if_changed else True)
+    except (FileNotFoundError, ValueError) as e: return fail("sft", e)
     print(json.dumps({k: m[k] for k in ("global_step", "train_loss", "seconds", "samples", "resumed_from")}))
     return 0
+
+def sft_main(argv:list|None=None) -> int:
+    "Entry point of `magicagent sft --profile NAME [--data JSONL] [--out DIR] [--model M] [--max-steps N] [--lora] [--no-resume | --restart-if-changed]`."
+    return entry("sft", sft_run, argv)

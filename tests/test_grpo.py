@@ -5,7 +5,8 @@ import pytest
 
 from magicagent import grpo
 from magicagent.core import Sample, read_jsonl, write_jsonl
-from magicagent.pipeline import load_profile, launch_command, config_path
+from magicagent.profiles import load_profile, config_path
+from magicagent.pipeline import launch_command
 from magicagent.synth.base import synthesize
 
 

@@ -96,7 +96,7 @@ def test_fast_is_float32_on_a_gpu_that_only_emulates_bf16(monkeypatch):
     # no GPU here: torch.cuda is stood in for, as on a pre-Ampere card (emulated bf16 only)
     import contextlib, torch
     import magicagent.models as models
-    from magicagent.pipeline import mixed_precision
+    from magicagent.profiles import mixed_precision
     asked = []
     def is_bf16_supported(including_emulation=True):
         asked.append(including_emulation); return including_emulation

@@ -7,6 +7,8 @@ import torch
 from hypothesis import given, settings, HealthCheck, strategies as st
 
 from magicagent import novelsum as ns
+from magicagent.core import record_group
+from magicagent.models import EmbeddingStore, chat_lengths, drop_too_long
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -176,9 +178,9 @@ def test_bad_inputs():
 
 
 def test_cache_dimension_mismatch(tmp_path):
-    c = ns.EmbeddingCache(tmp_path, "m")
+    c = EmbeddingStore(tmp_path, "m")
     c.add(["a", "b"], np.ones((2, 4)))
-    c2 = ns.EmbeddingCache(tmp_path, "m")                     # reloaded from disk
+    c2 = EmbeddingStore(tmp_path, "m")                        # reloaded from disk
     assert c2.get(["b", "a", "z"]) == [1, 0, None]
     with pytest.raises(ValueError, match="dimension mismatch.*8-d.*4-d"): c2.add(["z"], np.ones((1, 8)))
 
@@ -196,14 +198,19 @@ def _records(n_per=6):
 
 
 def test_embed_records_cache(tmp_path, monkeypatch):
+    from magicagent import models
     calls = []
-    def fake(texts, model, batch_size, progress):
-        calls.append(len(texts)); return np.array([[len(t), t.count("e") + 1, 1.0] for t in texts], np.float32)
-    monkeypatch.setattr(ns, "_encode", fake)
+    class Fake:
+        def encode(self, texts, **kw):
+            calls.append(len(texts)); return np.array([[len(t), t.count("e") + 1, 1.0] for t in texts], np.float32)
+    def fresh(name): monkeypatch.setitem(models._EMBEDDERS, name, models.Embedder(Fake()))   # a new process: nothing in memory
+    fresh("fake"); fresh("other")
     recs = _records()
     a = ns.embed_records(recs, "fake", tmp_path)
-    b = ns.embed_records(recs[::-1], "fake", tmp_path)          # all cached: no new encoding
+    fresh("fake")
+    b = ns.embed_records(recs[::-1], "fake", tmp_path)          # all on disk: no new encoding
     assert calls == [12] and np.array_equal(a[::-1], b)
+    fresh("fake")
     ns.embed_records(recs + [{**recs[0], "messages": [{"role": "user", "content": "new"}]}], "fake", tmp_path)
     assert calls == [12, 1]                                      # only the new text is encoded
     assert ns.embed_records(recs, "other", tmp_path).shape == (12, 3) and calls == [12, 1, 12]   # keyed by model too
@@ -295,11 +302,11 @@ def test_drop_too_long():
     tok = smollm2_tokenizer()
     recs = _records(3)
     recs[1] = {**recs[1], "messages": [{"role": "user", "content": "word " * 400}, {"role": "assistant", "content": "ok"}]}
-    lens = ns.chat_lengths(recs, tok)
+    lens = chat_lengths(recs, tok)
     assert lens[1] > 400 > max(lens[:1] + lens[2:])
-    kept, dropped = ns.drop_too_long(recs, 100, tok)
+    kept, dropped = drop_too_long(recs, 100, tok)
     assert [r["id"] for r in kept] == [r["id"] for i, r in enumerate(recs) if i != 1] and dropped == {"scheduling": 1}
-    assert ns.drop_too_long(recs, 10_000, tok) == (recs, {})
+    assert drop_too_long(recs, 10_000, tok) == (recs, {})
 
 
 def test_cli_max_tokens(tmp_path):
@@ -321,8 +328,8 @@ def test_balance_by_subtask(tmp_path):
     recs = _records(12)
     for i, r in enumerate(recs):
         if r["task"] == "scheduling": r["subtask"] = ("trip", "meeting", "calendar")[i % 3]
-    assert ns.record_group(recs[0], by_subtask=True) == "scheduling/trip" and ns.record_group(recs[0]) == "scheduling"
-    assert ns.record_group(recs[-1], by_subtask=True) == "orchestration"               # no subtask: the task
+    assert record_group(recs[0], by_subtask=True) == "scheduling/trip" and record_group(recs[0]) == "scheduling"
+    assert record_group(recs[-1], by_subtask=True) == "orchestration"               # no subtask: the task
     chosen, _, sel, rep = ns.select_records(recs, 12, cache_dir=tmp_path, per_task=True, by_subtask=True, neighbors=3)
     assert rep["selected_per_group"] == {"orchestration": 3, "scheduling/calendar": 3, "scheduling/meeting": 3, "scheduling/trip": 3}
     assert rep["by_subtask"] and len(rep["novelsum_random_stratified"]) == 5

@@ -2,7 +2,8 @@
 import json, subprocess, sys, shlex
 from pathlib import Path
 import nbformat, pytest
-from magicagent.pipeline import load_profile, launch_command, sbatch_script, run_pipeline, NotebookFailed, config_path
+from magicagent.profiles import load_profile, config_path
+from magicagent.pipeline import launch_command, sbatch_script, run_pipeline, NotebookFailed
 
 def nb(path, code, params="x = 1\nout = 'none'"):
     n = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})

@@ -4,9 +4,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from magicagent import sft
+from magicagent import sft, training
 from magicagent.core import Sample, read_jsonl, write_jsonl
-from magicagent.pipeline import load_profile, launch_command, config_path
+from magicagent.profiles import load_profile, config_path
+from magicagent.pipeline import launch_command
 from magicagent.synth.base import synthesize
 
 
@@ -73,7 +74,7 @@ KILL = textwrap.dedent("""
     from transformers import TrainerCallback
     from magicagent import sft
     from magicagent.core import read_jsonl
-    from magicagent.pipeline import load_profile
+    from magicagent.profiles import load_profile
     class Kill(TrainerCallback):
         def on_step_end(self, args, state, control, **kw):
             if state.global_step == int(sys.argv[3]): os.kill(os.getpid(), signal.SIGKILL)
@@ -94,7 +95,7 @@ def test_kill_and_resume(data, tmp_path):
     assert _run(path, ref, 0).returncode == 0
     r = _run(path, cut, 5)
     assert r.returncode == -signal.SIGKILL                       # really killed, mid-run
-    assert sft.last_checkpoint(cut).endswith("checkpoint-4") and not (cut / "final").exists()
+    assert training.last_checkpoint(cut).endswith("checkpoint-4") and not (cut / "final").exists()
     assert len(sft.data_order(cut)) == 5                          # steps 0..4 ran, step 4 was not saved
     r = _run(path, cut, 0)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -236,20 +237,20 @@ def test_a_checkpoint_cut_short_is_passed_over_and_a_finished_run_not_extended(d
     path, recs = data
     out = tmp_path / "o"
     m1 = sft.train_sft(smoke(sft_max_steps=2, sft_save_steps=1), recs[:8], out)
-    assert m1["global_step"] == 2 and sft.last_checkpoint(out).endswith("checkpoint-2")
+    assert m1["global_step"] == 2 and training.last_checkpoint(out).endswith("checkpoint-2")
     m2 = sft.train_sft(smoke(sft_max_steps=2, sft_save_steps=1), recs[:8], out)      # the same run again
     assert m2["global_step"] == 2 and m2["train_loss"] == m1["train_loss"]
     assert not (out / "checkpoint-3").exists()
     (out / "checkpoint-2/trainer_state.json").unlink()                               # as if killed while saving
-    assert sft.last_checkpoint(out).endswith("checkpoint-1")
+    assert training.last_checkpoint(out).endswith("checkpoint-1")
 
 
 def test_weights_train_in_float32_under_autocast_without_deepspeed():
     gpu = load_profile("gpu")
-    assert gpu["dtype"] == "bfloat16" and sft.training_dtype(gpu) == "float32"         # bf16 autocast, fp32 weights
-    assert sft.training_dtype({**gpu, "deepspeed": "zero2"}) == "bfloat16"             # DeepSpeed keeps fp32 masters
-    assert sft.training_dtype({**gpu, "mixed_precision": "no"}) == "bfloat16"          # asked for pure bf16
-    assert sft.training_dtype(load_profile("smoke")) == "float32"
+    assert gpu["dtype"] == "bfloat16" and training.training_dtype(gpu) == "float32"         # bf16 autocast, fp32 weights
+    assert training.training_dtype({**gpu, "deepspeed": "zero2"}) == "bfloat16"             # DeepSpeed keeps fp32 masters
+    assert training.training_dtype({**gpu, "mixed_precision": "no"}) == "bfloat16"          # asked for pure bf16
+    assert training.training_dtype(load_profile("smoke")) == "float32"
 
 
 def test_checkpoints_resume_only_the_run_that_wrote_them(data, tmp_path):
@@ -262,7 +263,7 @@ def test_checkpoints_resume_only_the_run_that_wrote_them(data, tmp_path):
     r = cmd(path); assert r.returncode == 0, r.stderr[-2000:]
     r = cmd(other)                                                   # other data, same --out: refused, nothing lost
     assert r.returncode == 2 and "another run (it differs in: data)" in r.stderr
-    assert sft.last_checkpoint(out).endswith("checkpoint-2") and (out / "final").is_dir()
+    assert training.last_checkpoint(out).endswith("checkpoint-2") and (out / "final").is_dir()
     r = cmd(other, "--restart-if-changed")                           # the notebooks' mode: a changed run starts afresh
     assert r.returncode == 0 and "starting afresh" in r.stderr
     m = json.loads(r.stdout.strip().splitlines()[-1]); assert (m["resumed_from"], m["global_step"]) == (None, 2)
@@ -286,7 +287,7 @@ def test_lengths_are_measured_with_the_template_trl_trains_with():
     "Qwen3's template drops earlier <think> blocks; TRL trains with its prefix-preserving one, so that is the one measured."
     import trl.chat_template_utils as ct
     from magicagent.models import smollm2_tokenizer
-    from magicagent.novelsum import chat_lengths
+    from magicagent.models import chat_lengths
     tok = smollm2_tokenizer(); tok.chat_template = ct.qwen3_chat_template
     tt = sft.training_template(tok)
     assert tt == ct.qwen3_training_chat_template

@@ -13,10 +13,11 @@ from typing import Callable
 from tqdm.auto import tqdm
 from ..core import (STATIC_TASKS, Sample, SampleError, validate_sample, derive_seed,
                              atomic_open, write_json, check_task)
+from ..cli import entry, fail
 
 # %% auto #0
 __all__ = ['GENERATORS', 'SUBTASKS', 'Reject', 'generator_module', 'iter_samples', 'synthesize', 'simhash', 'hamming',
-           'SimHashFilter', 'synth_main']
+           'SimHashFilter', 'synth_run', 'synth_main']
 
 # %% ../../nbs/03_synth.ipynb #f866a049
 class Reject(Exception):
@@ -103,18 +104,20 @@ def synthesize(task:str,             # a task with a generator
                seed:int=0,           # base seed
                workers:int=1,        # processes building candidates
                progress:bool=True,   # show a tqdm bar
+               stem:str|None=None,   # the output file's name without `.jsonl` (default: the task)
                **opts                # generator options (`subtask`, `teacher`, difficulty knobs…)
               ) -> dict:
-    "Write `out/<task>.jsonl` (streamed, atomic) and merge this run's counts into `out/manifest.json`."
+    "Write `out/<stem>.jsonl` (streamed, atomic) and merge this run's counts into `out/manifest.json` under `stem`."
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    stem = task
+    stem = stem or task
+    mf = out / "manifest.json"
+    try: allm = json.loads(mf.read_text()) if mf.exists() else {}
+    except json.JSONDecodeError as e: raise ValueError(f"{mf}: not JSON ({e.msg} at line {e.lineno}); move it away or choose another --out") from None
     m, t0 = {}, time.time()
     with atomic_open(out / f"{stem}.jsonl") as f:
         for s in iter_samples(task, n, seed=seed, workers=workers, manifest=m, progress=progress, **opts):
             f.write(s.to_json() + "\n")
     m["seconds"] = round(time.time() - t0, 3)
-    mf = out / "manifest.json"
-    allm = json.loads(mf.read_text()) if mf.exists() else {}
     allm[stem] = m
     write_json(mf, allm)
     if m["accepted"] < n:
@@ -160,27 +163,20 @@ class SimHashFilter:
     def __call__(self, sample) -> str|None: return "near_duplicate" if self.seen(self.key(sample)) else None
 
 # %% ../../nbs/03_synth.ipynb #dffe0b69
-def synth_main(argv:list|None=None):
-    "Entry point of `magicagent synth --task T --n N --seed S --out DIR [--workers W] [--subtask X] [--teacher template|llm]`."
-    import argparse
-    p = argparse.ArgumentParser(prog="magicagent synth", description="Synthesize Sample records for one task (§3).")
-    p.add_argument("--task", required=True, choices=list(GENERATORS))
-    p.add_argument("--subtask", default=None, help="scheduling: trip|meeting|calendar (default: a mix of all three)")
-    p.add_argument("--n", type=int, required=True, help="samples to accept (per subtask)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--teacher", default=None, help="template (default) or llm")
-    p.add_argument("--teacher-model", default=None, help="model name/path for the llm teacher")
-    p.add_argument("--difficulty", type=int, default=None)
-    p.add_argument("--no-progress", action="store_true")
-    a = p.parse_args(argv)
-    opts = {k: v for k, v in dict(teacher=a.teacher, teacher_model=a.teacher_model, difficulty=a.difficulty).items() if v is not None}
-    if a.subtask:
-        if a.subtask not in SUBTASKS.get(a.task, ()): p.error(f"--subtask {a.subtask!r} is not a subtask of {a.task!r} (choices: {SUBTASKS.get(a.task, ())})")
-        opts["subtask"] = a.subtask
-    try: m = synthesize(a.task, a.n, a.out, seed=a.seed, workers=a.workers, progress=not a.no_progress, **opts)
-    except (ValueError, TypeError) as e:
-        print(f"error: magicagent synth --task {a.task}: {e}", file=sys.stderr); return 2
-    print(json.dumps({"task": a.task, "subtask": a.subtask, "accepted": m["accepted"], "rejected": m["rejected"], "seconds": m["seconds"]}))
-    return 0 if m["accepted"] == a.n else 1
+def synth_run(a) -> int:
+    "`magicagent synth` with parsed arguments (`magicagent.cli.parse('synth', argv)`): a subtask goes to `<task>-<subtask>.jsonl`; an existing file is kept unless `--force`."
+    opts = {k: v for k, v in dict(teacher=a.teacher, teacher_model=a.teacher_model, difficulty=a.difficulty, subtask=a.subtask).items() if v is not None}
+    stem = f"{a.task}-{a.subtask}" if a.subtask else a.task
+    dest = Path(a.out) / f"{stem}.jsonl"
+    if dest.exists() and not a.force: return fail("synth", f"{dest} exists; pass --force to replace it, or choose another --out")
+    try: m = synthesize(a.task, a.n, a.out, seed=a.seed, workers=a.workers, progress=not a.no_progress, stem=stem, **opts)
+    except (ValueError, TypeError, OSError) as e: return fail("synth", f"--task {a.task}: {e}")
+    print(json.dumps({"task": a.task, "subtask": a.subtask, "file": str(dest), "accepted": m["accepted"], "rejected": m["rejected"], "seconds": m["seconds"]}))
+    if m["accepted"] < a.n:
+        print(f"magicagent synth: only {m['accepted']} of {a.n} samples accepted; {dest} holds them (rejections in {Path(a.out) / 'manifest.json'})", file=sys.stderr)
+        return 1
+    return 0
+
+def synth_main(argv:list|None=None) -> int:
+    "Entry point of `magicagent synth --task T --n N --seed S --out DIR [--workers W] [--subtask X] [--teacher template|llm] [--force]`."
+    return entry("synth", synth_run, argv)
