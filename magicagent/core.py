@@ -13,8 +13,8 @@ from typing import Any, Iterable, Iterator
 
 # %% auto #0
 __all__ = ['TASKS', 'STATIC_TASKS', 'TASK_TITLES', 'SCENARIOS', 'STAGES', 'check_task', 'SampleError', 'tools_text', 'Sample',
-           'record_group', 'validate_sample', 'JSONLError', 'read_jsonl', 'atomic_open', 'write_jsonl', 'write_json',
-           'derive_seed', 'rng_for', 'seed_everything', 'RunDir']
+           'record_group', 'validate_sample', 'GoldError', 'JSONLError', 'read_jsonl', 'atomic_open', 'write_jsonl',
+           'write_json', 'derive_seed', 'rng_for', 'seed_everything', 'RunDir']
 
 # %% ../nbs/00_core.ipynb #1b8f4957
 TASKS = ("decomposition", "tool_planning", "scheduling", "orchestration", "long_horizon", "online")
@@ -143,6 +143,10 @@ def validate_sample(d:dict,        # a decoded JSON record
     if meta is None: meta = {}
     if not isinstance(meta, dict): raise SampleError(f"{where}: field `meta` must be an object")
     return Sample(id=sid, task=task, messages=msgs, gold=d.get("gold"), subtask=sub, scenario=scen, tools=tools, meta=meta)
+
+# %% ../nbs/00_core.ipynb #37442364
+class GoldError(ValueError):
+    "A gold record that breaks its task's contract; the message names the missing or malformed field."
 
 # %% ../nbs/00_core.ipynb #c0921043
 class JSONLError(ValueError):
