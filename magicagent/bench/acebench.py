@@ -39,12 +39,15 @@ SYSTEM_PROMPT_EN = (
 
 # %% ../../nbs/74_bench_acebench.ipynb #08e820a8
 def ace_items(data_dir:str|Path,      # ACEBench's `data_all` directory (holding data_en/ and possible_answer/) or data_en itself
-              categories=CATEGORIES,
+              categories=None,        # default: every English category whose file is there
               limit:int|None=None,    # first items per category (multi-turn: whole conversations are kept)
               system:str=SYSTEM_PROMPT_EN) -> list:
     "Benchmark items `{id, category, messages, gold}` of ACEBench's English categories."
     d = Path(data_dir)
     if (d / "data_en").is_dir(): d = d / "data_en"
+    if categories is None:
+        categories = [c for c in CATEGORIES if (d / f"data_{c}.json").exists()]
+        if not categories: raise FileNotFoundError(f"no ACEBench data_<category>.json files under {d}")
     ans_dir = next((p for p in (d / "possible_answer", d.parent / "possible_answer", d.parent / "possible_answer_en") if p.is_dir()), None)
     out = []
     for cat in categories:

@@ -37,7 +37,7 @@ def ace_evaluate(items:list, completions:list) -> dict:
 
 BENCHMARKS = {   # name: (load(data, categories, limit, seed), evaluate(items, completions), the main metric)
     "bfcl": (lambda d, c, l, s: bfcl.bfcl_items(bfcl_data_dir(d), c or bfcl.PYTHON_CATEGORIES, l, s), bfcl_evaluate, "accuracy"),
-    "acebench": (lambda d, c, l, s: acebench.ace_items(_need(d, "acebench"), c or acebench.CATEGORIES, l), ace_evaluate, "accuracy"),
+    "acebench": (lambda d, c, l, s: acebench.ace_items(_need(d, "acebench"), c, l), ace_evaluate, "accuracy"),
     "worfbench": (lambda d, c, l, s: worfbench.worfbench_items(_need(d, "worfbench"), c, l), worfbench.worfbench_evaluate, "chain_f1"),
     "naturalplan": (lambda d, c, l, s: naturalplan.naturalplan_items(_need(d, "naturalplan"), c or tuple(naturalplan.NATURALPLAN_FILES), l),
                     naturalplan.naturalplan_evaluate, "accuracy")}
