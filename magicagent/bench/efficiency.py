@@ -12,8 +12,8 @@ from ..core import write_json
 from ..models import cache_dir, resolve_model
 
 # %% auto #0
-__all__ = ['TOOL_REQUIREMENTS', 'PAPER_TABLE7', 'tool_env', 'free_port', 'StreamingServer', 'perf_command', 'read_perf',
-           'measure_efficiency']
+__all__ = ['TOOL_REQUIREMENTS', 'PAPER_TABLE7', 'tool_env', 'free_port', 'StreamingServer', 'model_dir', 'perf_command',
+           'read_perf', 'measure_efficiency']
 
 # %% ../../nbs/78_bench_efficiency.ipynb #274d9ea8
 TOOL_REQUIREMENTS = ("evalscope[perf]==1.14.1", "fastapi", "uvicorn")
@@ -69,6 +69,16 @@ class StreamingServer:
             except subprocess.TimeoutExpired: self.proc.kill()
 
 # %% ../../nbs/78_bench_efficiency.ipynb #aa8beca0
+def model_dir(model:str # registry name, hub id or local directory
+             ) -> str:
+    "A local directory a server loads `model` from (`tiny-random` is built and saved once, in the cache)."
+    if model != "tiny-random": return resolve_model(model)
+    d = cache_dir() / "tiny-random"
+    if not (d / "config.json").exists():
+        from magicagent.models import build_tiny_random
+        m, tok = build_tiny_random(); m.save_pretrained(d); tok.save_pretrained(d)
+    return str(d)
+
 def perf_command(python:str|Path, url:str, model:str, tokenizer:str, concurrency:list, input_tokens:int, output_tokens:int,
                  requests_per_level:int, out_dir:str|Path) -> list:
     "The `evalscope perf` command: random prompts of `input_tokens`, at most `output_tokens` out, streamed, each concurrency level in turn."
@@ -104,7 +114,7 @@ def measure_efficiency(model:str,                    # registry name, hub id or 
                       ) -> list:
     "Table 7 rows for `model`: EvalScope perf at each concurrency level against a streaming server."
     python = python or tool_env()
-    mdir = resolve_model(model)
+    mdir = model_dir(model)
     out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
     def run(url, name):
         cmd = perf_command(python, url, name, mdir, list(concurrency), input_tokens, output_tokens, requests_per_level, out_dir / "evalscope")
