@@ -13,6 +13,7 @@ from ..core import write_json, atomic_open
 from ..evaluate import eval_batches, read_partial, model_stamp, eval_name
 from . import bfcl, acebench, worfbench, naturalplan
 from .bfcl_pkg import bfcl_data_dir
+from .bfcl_multi import run_bfcl_multi_turn, MULTI_TURN_CATEGORIES
 
 # %% auto #0
 __all__ = ['BENCHMARKS', 'AGENTIC', 'bfcl_evaluate', 'ace_evaluate', 'generate_cached', 'run_benchmark', 'table2_rows',
@@ -41,7 +42,7 @@ BENCHMARKS = {   # name: (load(data, categories, limit, seed), evaluate(items, c
     "worfbench": (lambda d, c, l, s: worfbench.worfbench_items(_need(d, "worfbench"), c, l), worfbench.worfbench_evaluate, "chain_f1"),
     "naturalplan": (lambda d, c, l, s: naturalplan.naturalplan_items(_need(d, "naturalplan"), c or tuple(naturalplan.NATURALPLAN_FILES), l),
                     naturalplan.naturalplan_evaluate, "accuracy")}
-AGENTIC = ("tau2", "alfworld")      # run their own interaction loops (bench.tau2, bench.alfworld)
+AGENTIC = ("bfcl_multi_turn", "tau2", "alfworld")   # run their own interaction loops (bench.bfcl_multi, bench.tau2, bench.alfworld)
 
 def _need(d, name):
     if not d: raise FileNotFoundError(f"{name}: its data is not on any registry this machine reaches; pass --data DIR (see the notebook's download command)")
@@ -135,7 +136,7 @@ def build_parser():
     import argparse
     from magicagent.profiles import add_profile_args
     p = argparse.ArgumentParser(prog="magicagent bench", description="Run a model on a public benchmark (§6.1) with the official-faithful scorers.")
-    p.add_argument("--benchmark", required=True, choices=["bfcl", "acebench", "worfbench", "naturalplan"])
+    p.add_argument("--benchmark", required=True, choices=["bfcl", "bfcl_multi_turn", "acebench", "worfbench", "naturalplan"])
     p.add_argument("--model", required=True, help="registry name, hub id or local path (openai backend: the served name)")
     p.add_argument("--data", default=None, help="the benchmark's files (BFCL default: the bfcl-eval package's data)")
     p.add_argument("--categories", nargs="+", default=None, help="categories/tasks (default: all)")
@@ -158,11 +159,16 @@ def bench_main(argv:list|None=None) -> int:
     try:
         vals = profile_values(a)
         out = Path(a.out) if a.out else run_dir(vals, a.run_root).eval_dir(a.name or eval_name(a.model))
-        limit = a.limit if a.limit is not None else (typed(vals, "bench_bfcl_per_category", int, 0) or None if a.benchmark == "bfcl" else None)
-        res = run_benchmark(a.benchmark, a.model, out, a.data, a.categories, limit, typed(vals, "seed", int, 0),
-                            a.backend or vals.get("backend") or "transformers", a.base_url,
-                            a.max_new_tokens or typed(vals, "bench_max_new_tokens", int, 256),
-                            a.batch_size or typed(vals, "eval_batch_size", int, 8), dtype=vals.get("eval_dtype"), progress=not a.no_progress)
+        per = {"bfcl": "bench_bfcl_per_category", "bfcl_multi_turn": "bench_bfcl_multi_turn"}.get(a.benchmark)
+        limit = a.limit if a.limit is not None else ((typed(vals, per, int, 0) or None) if per else None)
+        common = dict(seed=typed(vals, "seed", int, 0), backend=a.backend or vals.get("backend") or "transformers", base_url=a.base_url,
+                      max_new_tokens=a.max_new_tokens or typed(vals, "bench_max_new_tokens", int, 256), dtype=vals.get("eval_dtype"),
+                      progress=not a.no_progress)
+        if a.benchmark == "bfcl_multi_turn":
+            res = run_bfcl_multi_turn(a.model, out, a.categories or MULTI_TURN_CATEGORIES, limit, **common)
+        else:
+            res = run_benchmark(a.benchmark, a.model, out, a.data, a.categories, limit,
+                                batch_size=a.batch_size or typed(vals, "eval_batch_size", int, 8), **common)
     except (FileNotFoundError, ValueError, RuntimeError, ImportError) as e:
         print(f"magicagent bench: error: {e}", file=sys.stderr); return 2
     for c, v in res["by_category"].items(): print(f"{c:<40} n={v['n']:<5} " + "  ".join(f"{k}={x:.3f}" for k, x in v.items() if k != "n" and isinstance(x, float)))
