@@ -7,6 +7,7 @@ from magicagent.core import read_jsonl, SCENARIOS, validate_sample
 from magicagent.formats import parse, render_decomposition, ParseError
 from magicagent.synth.base import synthesize, iter_samples, Reject
 from magicagent.synth import decomposition as D
+from magicagent.synth import operators as OP
 
 N = 10_000
 
@@ -74,36 +75,36 @@ def test_sample_plan_contract_and_determinism():
 
 
 # --- operators: pure, and composed plans pass the rules
-IDX = D.plan_index()
+IDX = OP.plan_index()
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**32))
 def test_composed_plans_are_sound(seed):
-    p = D.compose(random.Random(seed), IDX)
-    assert D.plan_problems(p, IDX) == []
-    assert p["scenario"] == D.scenario_of(p)
+    p = OP.compose(random.Random(seed), IDX)
+    assert OP.plan_problems(p, IDX) == []
+    assert p["scenario"] == OP.scenario_of(p)
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**32))
 def test_operators_are_pure(seed):
     r = random.Random(seed)
-    a, b = D.serial_plan(r, IDX), D.isolated_plan(r, IDX)
+    a, b = OP.serial_plan(r, IDX), OP.isolated_plan(r, IDX)
     a0, b0 = copy.deepcopy(a), copy.deepcopy(b)
-    out = [D.add(a, b), D.group(a, b), D.split(D.add(a, b), 1), D.transform(D.add(a, b), 0, 2, {"field": "x", "op": "==", "value": True})]
+    out = [OP.add(a, b), OP.group(a, b), OP.split(OP.add(a, b), 1), OP.transform(OP.add(a, b), 0, 2, {"field": "x", "op": "==", "value": True})]
     nxt = IDX.succ.get(a["steps"][-1]["tool"])
     if nxt:
         t, f = nxt[0]
-        c = D.concatenate(a, D.isolated_plan(r, IDX, t, a["ctx"]), f)
-        assert D.plan_problems(c, IDX) == [] and c["steps"][2]["depends_on"] == [1]
-    m = D.mask(a, 0, IDX.by_name[a["steps"][0]["tool"]].required[0]) if IDX.by_name[a["steps"][0]["tool"]].required else None
+        c = OP.concatenate(a, OP.isolated_plan(r, IDX, t, a["ctx"]), f)
+        assert OP.plan_problems(c, IDX) == [] and c["steps"][2]["depends_on"] == [1]
+    m = OP.mask(a, 0, IDX.by_name[a["steps"][0]["tool"]].required[0]) if IDX.by_name[a["steps"][0]["tool"]].required else None
     assert a == a0 and b == b0
     assert [len(x["steps"]) for x in out] == [3, 3, 3, 3]
     if m: assert m["clarify"][0]["turn"] == 0 and all(s["turn"] == 1 for s in m["steps"])
 
 
 def test_plan_rules_catch_broken_plans():
-    p = D.serial_plan(random.Random(0), IDX, ("search_flights", "book_flight", [("flight_id", "flight_id")]))
-    assert D.plan_problems(p, IDX) == []
+    p = OP.serial_plan(random.Random(0), IDX, ("search_flights", "book_flight", [("flight_id", "flight_id")]))
+    assert OP.plan_problems(p, IDX) == []
     for mutate, reason in [
         (lambda q: q["steps"][1]["arguments"].__setitem__("flight_id", "{{step1.hotel_id}}"), "bad_reference"),
         (lambda q: q["steps"][1]["arguments"].__setitem__("flight_id", "{{step2.flight_id}}"), "bad_reference"),
@@ -115,7 +116,7 @@ def test_plan_rules_catch_broken_plans():
         (lambda q: q["steps"][1].__setitem__("condition", {"step": 0, "field": "nope", "op": "==", "value": True}), "bad_condition"),
     ]:
         q = copy.deepcopy(p); mutate(q)
-        assert any(x.startswith(reason) for x in D.plan_problems(q, IDX)), reason
+        assert any(x.startswith(reason) for x in OP.plan_problems(q, IDX)), reason
 
 
 # --- strict QA form

@@ -6,13 +6,14 @@ import pytest
 from magicagent.core import validate_sample
 from magicagent.formats import parse_long_horizon
 from magicagent.synth.base import iter_samples, Reject
-from magicagent.synth import long_horizon as lh, tool_planning as tp
+from magicagent.synth import long_horizon as lh
+from magicagent.synth import simulator as SIM
 from magicagent.synth.tools import load_catalog
 
-BOX = tp.ToolBox(load_catalog())
+BOX = SIM.ToolBox(load_catalog())
 
 def _demo():
-    box = tp.ToolBox(tp.demo_catalog())
+    box = SIM.ToolBox(SIM.demo_catalog())
     plans = [{"query": "Find my shipped orders and open the first one.", "reply": "Here it is.",
               "steps": [{"tool": "search_orders", "arguments": {}, "text": "Find the orders"},
                         {"tool": "get_order", "arguments": {"order_id": "{{step1.order_id}}"}, "text": "Open the first one"}]},

@@ -11,6 +11,7 @@ from magicagent.core import read_jsonl
 from magicagent.formats import parse_scheduling
 from magicagent.synth.base import iter_samples
 from magicagent.synth import scheduling as S
+from magicagent.synth import schedule_verifier as V
 
 N = 5000
 
@@ -247,14 +248,14 @@ def test_verify_schedule_accepts_gold_rejects_others(big):
         if sub == "trip" and len(inst["cities"]) <= 6:
             gold = [p["city"] for p in sol["plan"]]
             for order in itertools.permutations(inst["cities"]):
-                v = S.verify_schedule(g, S.trip_answer(inst, {"plan": S.trip_plan(inst, list(order))}))
+                v = S.verify_schedule(g, S.trip_answer(inst, {"plan": V.trip_plan(inst, list(order))}))
                 assert (v == []) == (list(order) == gold), (x.id, order, v)
         elif sub == "calendar":
             d = inst["duration_minutes"]
             for day in inst["days"]:
                 for s in range(9 * 60, 17 * 60 - d + 1, 30):
-                    v = S.verify_schedule(g, f"Here is the proposed time: {day}, {S.fmt24(s)} - {S.fmt24(s + d)}")
-                    assert (v == []) == ((day, S.fmt24(s)) == (sol["day"], sol["start"])), (x.id, day, s, v)
+                    v = S.verify_schedule(g, f"Here is the proposed time: {day}, {V.fmt24(s)} - {V.fmt24(s + d)}")
+                    assert (v == []) == ((day, V.fmt24(s)) == (sol["day"], sol["start"])), (x.id, day, s, v)
         elif sub == "meeting" and sol["num_met"] >= 1:
             short = "SOLUTION: " + " ".join(s + "." for s in sol["plan"][:-1])
             assert S.verify_schedule(g, short), x.id
@@ -316,11 +317,12 @@ def test_cli_deterministic_across_workers(tmp_path):
 def test_cli_subtask_and_difficulty(tmp_path):
     r = _run_cli(["--task", "scheduling", "--subtask", "meeting", "--difficulty", "3", "--n", "12", "--seed", "1", "--out", str(tmp_path), "--no-progress"], tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
-    recs = list(read_jsonl(tmp_path / "scheduling.jsonl", as_sample=True))
+    recs = list(read_jsonl(tmp_path / "scheduling-meeting.jsonl", as_sample=True))          # a subtask has a file of its own
     assert {x.subtask for x in recs} == {"meeting"} and {x.meta["difficulty"] for x in recs} == {3}
     assert all(len(x.gold["instance"]["constraints"]) == 5 for x in recs)
     again = _run_cli(["--task", "scheduling", "--subtask", "meeting", "--difficulty", "3", "--n", "12", "--seed", "1", "--out", str(tmp_path / "b"), "--no-progress"], tmp_path)
-    assert (tmp_path / "b" / "scheduling.jsonl").read_bytes() == (tmp_path / "scheduling.jsonl").read_bytes()
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert (tmp_path / "b" / "scheduling-meeting.jsonl").read_bytes() == (tmp_path / "scheduling-meeting.jsonl").read_bytes()
 
 def test_explicit_knobs():
     x = S.make_sample(0, 0, subtask="trip", num_cities=6, num_days=20)
@@ -333,7 +335,7 @@ def test_unsatisfiable_instance_rejected():
     inst = {"num_days": 7, "cities": ["Rome", "Paris", "Oslo"], "stays": {"Rome": 3, "Paris": 2, "Oslo": 4},
             "flights": [["Rome", "Paris"], ["Paris", "Oslo"]],
             "windows": [{"city": "Oslo", "kind": "attend", "first": 1, "last": 2}, {"city": "Oslo", "kind": "meet", "first": 6, "last": 7}]}
-    assert S.trip_solutions(inst) == [] and trip_count(inst) == 0
+    assert V.trip_solutions(inst) == [] and trip_count(inst) == 0
 
 def test_shipped_entities_checked(tmp_path):
     import shutil

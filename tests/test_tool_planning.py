@@ -8,9 +8,10 @@ from magicagent.core import validate_sample
 from magicagent.formats import parse_tool_planning
 from magicagent.synth.base import iter_samples, Reject
 from magicagent.synth import tool_planning as tp
+from magicagent.synth import simulator as SIM
 from magicagent.synth.tools import load_catalog
 
-BOX = tp.ToolBox(load_catalog())
+BOX = SIM.ToolBox(load_catalog())
 NAMES = [t.name for t in BOX.tools]
 
 # ---- simulator: determinism, schema conformance, trajectory consistency ----
@@ -19,12 +20,12 @@ NAMES = [t.name for t in BOX.tools]
 @given(name=st.sampled_from(NAMES), arg_seed=st.integers(0, 2**32), seed=st.integers(0, 2**40))
 def test_simulator_deterministic_and_conforming(name, arg_seed, seed):
     tool = BOX[name]
-    args = tp.fake_value(tool.parameters, random.Random(arg_seed), optional_p=0.5)
+    args = SIM.fake_value(tool.parameters, random.Random(arg_seed), optional_p=0.5)
     BOX.check(name, args)                                        # generated arguments are valid inputs
-    out = tp.ApiSimulator(BOX, seed=seed).respond(name, args)
+    out = SIM.ApiSimulator(BOX, seed=seed).respond(name, args)
     BOX.check(name, out, which="returns")                        # output conforms to the `returns` schema
-    assert tp.ApiSimulator(BOX, seed=seed).respond(name, json.loads(json.dumps(args))) == out  # same (tool, args, seed)
-    assert json.dumps(out, sort_keys=True) == json.dumps(tp.ApiSimulator(BOX, seed=seed).respond(name, dict(reversed(list(args.items())))), sort_keys=True)
+    assert SIM.ApiSimulator(BOX, seed=seed).respond(name, json.loads(json.dumps(args))) == out  # same (tool, args, seed)
+    assert json.dumps(out, sort_keys=True) == json.dumps(SIM.ApiSimulator(BOX, seed=seed).respond(name, dict(reversed(list(args.items())))), sort_keys=True)
 
 @settings(max_examples=60, deadline=None)
 @given(seed=st.integers(0, 2**40))
@@ -32,13 +33,13 @@ def test_issued_ids_accepted_fabricated_rejected(seed):
     consumers = {}                                               # id field -> tools whose only required parameter it is
     for t in BOX.tools:
         req = t.parameters.get("required", [])
-        if len(req) == 1 and tp.is_id_field(req[0]): consumers.setdefault(req[0], t.name)
-    sim = tp.ApiSimulator(BOX, seed=seed)
+        if len(req) == 1 and SIM.is_id_field(req[0]): consumers.setdefault(req[0], t.name)
+    sim = SIM.ApiSimulator(BOX, seed=seed)
     checked = 0
     for t in BOX.tools:
-        obs = sim.call(t.name, tp.fake_value(t.parameters, random.Random(seed ^ zlib.crc32(t.name.encode())), optional_p=0.0))
+        obs = sim.call(t.name, SIM.fake_value(t.parameters, random.Random(seed ^ zlib.crc32(t.name.encode())), optional_p=0.0))
         if "error" in obs: continue
-        for path, key, v in tp._walk(obs):
+        for path, key, v in SIM._walk(obs):
             if key in consumers and isinstance(v, str):
                 nxt = sim.call(consumers[key], {key: v})
                 assert "error" not in nxt, (t.name, key, v, nxt)
@@ -49,7 +50,7 @@ def test_issued_ids_accepted_fabricated_rejected(seed):
     assert checked > 0
 
 def test_entity_consistency():
-    sim = tp.ApiSimulator(BOX, seed=5)
+    sim = SIM.ApiSimulator(BOX, seed=5)
     found = sim.call("search_products", {"query": "running shoes"})
     item = found["results"][0]
     detail = sim.call("get_product_details", {"product_id": item["product_id"]})
@@ -63,7 +64,7 @@ def test_entity_consistency():
 @given(name=st.sampled_from(NAMES), arg_seed=st.integers(0, 2**32), data=st.data())
 def test_malformed_call_names_tool_and_field(name, arg_seed, data):
     tool = BOX[name]
-    args = tp.fake_value(tool.parameters, random.Random(arg_seed))
+    args = SIM.fake_value(tool.parameters, random.Random(arg_seed))
     req = tool.parameters.get("required", [])
     props = tool.parameters.get("properties", {})
     how = data.draw(st.sampled_from(["drop", "retype", "null"]))
@@ -76,22 +77,22 @@ def test_malformed_call_names_tool_and_field(name, arg_seed, data):
         field = data.draw(st.sampled_from(sorted(props))) if props else None
         if field is None: return
         args[field] = None                                      # null parameters are pruned, not errors
-        call = tp.validate_call({"name": name, "arguments": args}, BOX) if field not in req else None
+        call = SIM.validate_call({"name": name, "arguments": args}, BOX) if field not in req else None
         if call: assert field not in call["arguments"]
         else:
-            with pytest.raises(tp.ToolCallError) as e: tp.validate_call({"name": name, "arguments": args}, BOX)
+            with pytest.raises(SIM.ToolCallError) as e: SIM.validate_call({"name": name, "arguments": args}, BOX)
             assert e.value.tool == name and e.value.field == field
         return
     if how == "drop" and not req: return
-    with pytest.raises(tp.ToolCallError) as e: tp.validate_call({"name": name, "arguments": args}, BOX)
+    with pytest.raises(SIM.ToolCallError) as e: SIM.validate_call({"name": name, "arguments": args}, BOX)
     assert e.value.tool == name and e.value.field == field and f"tool {name!r}: field `{field}`" in str(e.value)
 
 def test_unknown_tool_and_bad_arguments_named():
-    with pytest.raises(tp.ToolCallError, match="tool 'teleport': field `name`"): tp.validate_call({"name": "teleport", "arguments": {}}, BOX)
-    with pytest.raises(tp.ToolCallError, match="field `arguments`"): tp.validate_call({"name": "search_products", "arguments": "{oops"}, BOX)
+    with pytest.raises(SIM.ToolCallError, match="tool 'teleport': field `name`"): SIM.validate_call({"name": "teleport", "arguments": {}}, BOX)
+    with pytest.raises(SIM.ToolCallError, match="field `arguments`"): SIM.validate_call({"name": "search_products", "arguments": "{oops"}, BOX)
 
 def test_prune_nulls():
-    assert tp.prune_nulls({"a": None, "b": {"c": None, "d": [1, None]}, "e": 0}) == {"b": {"d": [1]}, "e": 0}
+    assert SIM.prune_nulls({"a": None, "b": {"c": None, "d": [1, None]}, "e": 0}) == {"b": {"d": [1]}, "e": 0}
 
 # ---- trajectories on the demo catalog ----
 
@@ -105,7 +106,7 @@ def _plan(scenario="condition"):
                       {"tool": "get_weather", "arguments": {}, "text": "Check the weather", "turn": 0, "depends_on": []}]}
 
 def test_transitions_and_bindings():
-    box = tp.ToolBox(tp.demo_catalog())
+    box = SIM.ToolBox(SIM.demo_catalog())
     seen = Counter()
     for i in range(200):
         traj = tp.build_trajectory(_plan(), box, seed=i, rng=random.Random(i))
@@ -123,7 +124,7 @@ def test_transitions_and_bindings():
     assert set(seen) == set(tp.TRANSITIONS), seen
 
 def test_audit_catches_inconsistent_reasoning():
-    box = tp.ToolBox(tp.demo_catalog())
+    box = SIM.ToolBox(SIM.demo_catalog())
     traj = tp.build_trajectory(_plan("general"), box, seed=1, rng=random.Random(1))
     act = next(e for e in traj["events"] if e["kind"] == "action")
     act["think"] = act["think"].replace(act["calls"][0]["name"], "the tool") + " check_stock might help."

@@ -7,13 +7,14 @@ Docs: https://magicagent.github.io/magicagent/tools.html.md"""
 # %% ../../nbs/10_tools.ipynb #22e43e2e
 from __future__ import annotations
 import json, re
-from collections import Counter
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
+import jsonschema
 import networkx as nx
 import numpy as np
+from ..models import get_embedder
 
 # %% auto #0
 __all__ = ['JSON_TYPES', 'GENERIC_PARAMS', 'ToolError', 'Tool', 'output_fields', 'tool_from_dict', 'catalog_path', 'load_tools',
@@ -78,7 +79,6 @@ def _check_object_schema(name, sch, where, need_desc):
         raise ToolError(f"tool {name!r}: field `{where}.required` must be a list of parameter names")
     for r in req:
         if r not in props: raise ToolError(f"tool {name!r}: field `{where}.required` names {r!r}, which is not in `{where}.properties`")
-    import jsonschema
     try: jsonschema.Draft202012Validator.check_schema(sch)
     except jsonschema.SchemaError as e:
         raise ToolError(f"tool {name!r}: field `{where}.{'.'.join(map(str, e.path))}` is not valid JSON Schema: {e.message}") from None
@@ -143,22 +143,15 @@ def _jtype(s): t = s.get("type"); return tuple(t) if isinstance(t, list) else t
 
 def _field_text(name, s): return f"{name.replace('_', ' ')}: {s.get('description', '')}"
 
-_EMB_CACHE = {}
 def _embedder_fn(embedder):
-    "A texts -> vectors function; a named embedder's vectors are cached per text (graphs are rebuilt often)."
+    "A texts -> vectors function: a callable as given; a name through the one embedding layer of `magicagent.models` (cached per text)."
     if embedder is None or callable(embedder): return embedder
-    from magicagent.models import embed
-    cache = _EMB_CACHE.setdefault(embedder, {})
-    def f(texts):
-        new = [x for x in dict.fromkeys(texts) if x not in cache]
-        if new: cache.update(zip(new, embed(new, model=embedder)))
-        return np.stack([cache[x] for x in texts])
-    return f
+    return get_embedder(embedder).encode
 
 def _id_clash(a, b): return a != b and a.endswith("_id") and b.endswith("_id")
 
 def dependency_graph(tools:Sequence,           # `Tool`s
-                     embedder=None,            # None (names only), an embedder name for `models.embed`, or texts -> vectors
+                     embedder=None,            # None (names only), an embedder name for `models.get_embedder`, or texts -> vectors
                      threshold:float=0.8       # minimum cosine similarity for a semantic edge
                     ) -> nx.DiGraph:
     "Directed graph: A → B when an output of A can feed a required input of B (by name+type, or by embedding similarity)."

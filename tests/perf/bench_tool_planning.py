@@ -18,14 +18,15 @@ def main():
     if hasattr(os, "sched_setaffinity"): os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
     import torch; torch.set_num_threads(1)
     from magicagent.synth.base import iter_samples
-    from magicagent.synth import tool_planning as tp, long_horizon as lh
+    from magicagent.synth import tool_planning as tp, long_horizon as lh, simulator as SIM
+    from magicagent.synth.base import Reject
     res = {"n": a.n, "cores": 1, "python": platform.python_version()}
-    t = time.perf_counter(); box = tp.default_box(); tp.catalog_embeddings(box); res["startup_s"] = round(time.perf_counter() - t, 2)
+    t = time.perf_counter(); box = SIM.default_box(); tp.catalog_embeddings(box); res["startup_s"] = round(time.perf_counter() - t, 2)
     for i in range(20): tp.make_sample(10**6 + i, a.seed)                       # warm caches (validators, plan sampler)
     t = time.perf_counter(); ok = 0
     for i in range(a.n):
         try: tp.make_sample(i, a.seed); ok += 1
-        except tp.Reject: pass
+        except Reject: pass
     dt = time.perf_counter() - t
     res["tool_planning_trajectories_per_s"] = round(ok / dt, 1)
     t = time.perf_counter(); m = {}
