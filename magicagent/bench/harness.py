@@ -168,7 +168,8 @@ def bench_main(argv:list|None=None) -> int:
             res = run_bfcl_multi_turn(a.model, out, a.categories or MULTI_TURN_CATEGORIES, limit, **common)
         else:
             res = run_benchmark(a.benchmark, a.model, out, a.data, a.categories, limit,
-                                batch_size=a.batch_size or typed(vals, "eval_batch_size", int, 8), **common)
+                                batch_size=a.batch_size or typed(vals, "eval_batch_size", int, 8),
+                                batch_tokens=typed(vals, "eval_batch_tokens", int, 0) or None, **common)
     except (FileNotFoundError, ValueError, RuntimeError, ImportError) as e:
         print(f"magicagent bench: error: {e}", file=sys.stderr); return 2
     for c, v in res["by_category"].items(): print(f"{c:<40} n={v['n']:<5} " + "  ".join(f"{k}={x:.3f}" for k, x in v.items() if k != "n" and isinstance(x, float)))
