@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings, strategies as st, HealthCheck
 
-from magicagent.core import read_jsonl
+from magicagent.core import read_jsonl, GoldError
 from magicagent.formats import parse_scheduling
 from magicagent.synth.base import iter_samples
 from magicagent.synth import scheduling as S
@@ -265,7 +265,8 @@ import functools
 def _few(seed, n=30): return tuple(iter_samples("scheduling", n, seed=seed, progress=False))
 
 _PIECES = ["Day 1-3", "**Day 3:** Fly from Rome to Paris.", "SOLUTION:", "You travel to Bayview in 5 minutes",
-           "You meet Barbara for 30 minutes", "You wait until 9:00AM", "Monday, 9:00 - 9:30", "<answer>", "</answer>", "\n", "."]
+           "You meet Barbara for 30 minutes", "You wait until 9:00AM", "You wait until 13:00PM", "Monday, 9:00 - 9:30",
+           "Monday, 99:99 pm - 0:00 am", "Day 1-3 \u212araków ſtockholm", "<answer>", "</answer>", "\n", "."]
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.one_of(st.text(max_size=40), st.sampled_from(_PIECES)), max_size=12), st.sampled_from(range(30)))
@@ -274,6 +275,7 @@ def test_verify_schedule_never_raises(parts, k):
     x = _few(5)[k]
     out = S.verify_schedule(x.gold, text)
     assert isinstance(out, list) and all(isinstance(v, str) for v in out)
+    assert not any("could not be read" in v for v in out), out           # read as a violation, not by the safety net
     out2 = S.verify_schedule(x.gold, "<answer>" + text)
     assert isinstance(out2, list)
 
@@ -287,12 +289,38 @@ def test_verify_schedule_tolerates_mutations(k, cut):
     assert S.verify_schedule(x.gold, ans.lower()) == []
 
 def test_bad_gold_and_bad_input():
-    assert S.verify_schedule({}, "x")[0].startswith("invalid gold")
-    assert S.verify_schedule({"subtask": "trip", "instance": {}}, "Day 1-2 Paris")[0].startswith(("invalid gold", "unparseable"))
+    with pytest.raises(GoldError, match="scheduling gold"): S.verify_schedule({}, "x")
+    with pytest.raises(GoldError, match="instance.num_days"): S.verify_schedule({"subtask": "trip", "instance": {}}, "Day 1-2 Paris")
+    with pytest.raises(GoldError, match="scheduling gold must be an object"): S.verify_schedule(None, "x")
     x = S.make_sample(2, 0)
     assert S.verify_schedule(x.gold, None)[0].startswith("unparseable")
     with pytest.raises(ValueError, match="num_people"): S.make_sample(2, 0, subtask="calendar", num_people=0)
     with pytest.raises(ValueError, match="difficulty"): S.make_sample(2, 0, difficulty=9)
+
+def _paths(x, path=()):
+    "Every (path) to a value inside a JSON-like object."
+    yield path
+    if isinstance(x, dict):
+        for k, v in x.items(): yield from _paths(v, path + (k,))
+    elif isinstance(x, list):
+        for i, v in enumerate(x): yield from _paths(v, path + (i,))
+
+_JUNK = [None, "", "x", -1, 0, 1.5, True, [], {}, ["a"], {"a": 1}, "25:61", "13:00PM"]
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(range(30)), st.data())
+def test_broken_gold_is_a_gold_error_never_another_exception(k, data):
+    "Any one field of a real gold deleted or replaced: verify_schedule raises GoldError or returns violations, nothing else."
+    x = _few(5)[k]
+    gold = json.loads(json.dumps(x.gold))
+    path = data.draw(st.sampled_from([p for p in _paths(gold) if p]))
+    parent = gold
+    for key in path[:-1]: parent = parent[key]
+    if data.draw(st.booleans()) and isinstance(parent, dict): del parent[path[-1]]
+    else: parent[path[-1]] = data.draw(st.sampled_from(_JUNK))
+    try: out = S.verify_schedule(gold, x.target)
+    except GoldError: return
+    assert isinstance(out, list) and not any("could not be read" in v for v in out), out
 
 def test_mixed_subtasks_cycle_with_index():
     xs = [S.make_sample(i, 3) for i in range(6) if True]

@@ -8,12 +8,13 @@ Docs: https://magicagent.github.io/magicagent/schedule_verifier.html.md"""
 from __future__ import annotations
 import re
 from datetime import datetime
+from ..core import GoldError
 from .base import Reject
 
 # %% auto #0
 __all__ = ['DAYS', 'hm', 'fmt24', 'fmt12', 'parse12', 'trip_solutions', 'trip_plan', 'meeting_tables', 'meeting_optima',
            'meeting_schedule', 'calendar_free', 'calendar_solutions', 'prove_unique', 'read_trip', 'check_trip',
-           'read_meeting', 'check_calendar', 'verify_schedule']
+           'read_meeting', 'check_calendar', 'check_gold', 'verify_schedule']
 
 # %% ../../nbs/15_schedule_verifier.ipynb #02f16eae
 _HM = re.compile(r"(\d{1,2}):(\d{2})")
@@ -183,7 +184,7 @@ def read_trip(inst:dict, text:str) -> list:
         m = _RANGE.search(line)
         f = _FLIGHT.search(line)
         if m and not f:
-            cs = {known[x.lower()] for x in cre.findall(line)}
+            cs = {known[x.lower()] for x in cre.findall(line) if x.lower() in known}
             if len(cs) == 1:
                 stays.append((cs.pop(), int(m.group(1)), int(m.group(2))))
                 if int(m.group(2)) == inst["num_days"]: break
@@ -252,7 +253,8 @@ def read_meeting(inst:dict, text:str) -> tuple:
             recognised += 1
             m = re.match(_T12, st[len("you wait until "):].strip())
             if not m: v.append(f"unreadable time in {st!r}"); break
-            nt = parse12(m.group(1))
+            try: nt = parse12(m.group(1))
+            except ValueError: v.append(f"unreadable time {m.group(1)!r}"); break
             if nt <= t: v.append(f"waiting until {m.group(1)} goes back in time (it is {fmt12(t)})"); break
             t = nt
         elif low.startswith("you meet "):
@@ -299,29 +301,101 @@ def check_calendar(inst:dict, day:str, start:int, end:int) -> list:
     return v
 
 # %% ../../nbs/15_schedule_verifier.ipynb #eb626b79
+def _gold_fail(field, why): raise GoldError(f"scheduling gold: `{field}` {why}")
+
+def _is_int(x, lo=None): return isinstance(x, int) and not isinstance(x, bool) and (lo is None or x >= lo)
+
+def _check_hm(x, field):
+    if not (isinstance(x, str) and _HM.fullmatch(x.strip())): _gold_fail(field, f"must be a time 'H:MM', got {x!r}")
+
+def _check_trip_gold(inst):
+    if not _is_int(inst.get("num_days"), 1): _gold_fail("instance.num_days", f"must be a positive integer, got {inst.get('num_days')!r}")
+    cities = inst.get("cities")
+    if not (isinstance(cities, list) and cities and all(isinstance(c, str) and c for c in cities) and len(set(cities)) == len(cities)):
+        _gold_fail("instance.cities", "must be a non-empty list of distinct names")
+    stays = inst.get("stays")
+    if not (isinstance(stays, dict) and set(stays) == set(cities) and all(_is_int(d, 1) for d in stays.values())):
+        _gold_fail("instance.stays", "must give every city a positive number of days")
+    for i, f in enumerate(inst.get("flights") if isinstance(inst.get("flights"), list) else _gold_fail("instance.flights", "must be a list")):
+        if not (isinstance(f, list) and len(f) == 2 and all(isinstance(c, str) and c in stays for c in f)): _gold_fail(f"instance.flights[{i}]", f"must join two cities of the trip, got {f!r}")
+    for i, w in enumerate(inst.get("windows") if isinstance(inst.get("windows"), list) else _gold_fail("instance.windows", "must be a list")):
+        if not (isinstance(w, dict) and isinstance(w.get("city"), str) and w["city"] in stays and w.get("kind") in ("attend", "meet") and _is_int(w.get("first")) and _is_int(w.get("last"))):
+            _gold_fail(f"instance.windows[{i}]", f"must be {{city of the trip, kind attend|meet, first, last}}, got {w!r}")
+
+def _check_meeting_gold(inst, sol):
+    cons, dm = inst.get("constraints"), inst.get("dist_matrix")
+    if not (isinstance(cons, list) and cons and isinstance(cons[0], list) and len(cons[0]) == 2 and isinstance(cons[0][0], str)):
+        _gold_fail("instance.constraints", "must start with [start location, start time]")
+    if not (isinstance(dm, dict) and all(isinstance(r, dict) and all(_is_int(m, 0) for m in r.values()) for r in dm.values())):
+        _gold_fail("instance.dist_matrix", "must map location -> {location: minutes}")
+    locs = {cons[0][0]}
+    for i, c in enumerate(cons):
+        try:
+            if i == 0: parse12(c[1]); continue
+            name, loc, times, mins = c
+            a, b = times.split(" to ")
+            parse12(a); parse12(b)
+            ok = isinstance(name, str) and isinstance(loc, str) and _is_int(mins, 1)
+        except (ValueError, TypeError, AttributeError): ok = False
+        if not ok: _gold_fail(f"instance.constraints[{i}]", f"must be [name, location, 'H:MMAM to H:MMPM', minutes], got {c!r}")
+        locs.add(loc)
+    for a in locs:
+        for b in locs - {a}:
+            if not _is_int(dm.get(a, {}).get(b), 0): _gold_fail(f"instance.dist_matrix[{a!r}][{b!r}]", "is missing")
+    if not (isinstance(sol, dict) and _is_int(sol.get("num_met"), 0)): _gold_fail("solution.num_met", "must be an integer")
+
+def _check_calendar_gold(inst):
+    for k in ("participants", "days"):
+        if not (isinstance(inst.get(k), list) and inst[k] and all(isinstance(x, str) for x in inst[k])): _gold_fail(f"instance.{k}", "must be a non-empty list of names")
+    wh = inst.get("work_hours")
+    if not (isinstance(wh, list) and len(wh) == 2): _gold_fail("instance.work_hours", f"must be ['H:MM', 'H:MM'], got {wh!r}")
+    for i, x in enumerate(wh): _check_hm(x, f"instance.work_hours[{i}]")
+    if not _is_int(inst.get("duration_minutes"), 1): _gold_fail("instance.duration_minutes", "must be a positive integer")
+    busy = inst.get("busy")
+    if not isinstance(busy, dict): _gold_fail("instance.busy", "must map person -> {day: [[start, end], …]}")
+    for p, days in busy.items():
+        if not isinstance(days, dict): _gold_fail(f"instance.busy[{p!r}]", "must map day -> [[start, end], …]")
+        for d, blocks in days.items():
+            for j, blk in enumerate(blocks if isinstance(blocks, list) else _gold_fail(f"instance.busy[{p!r}][{d!r}]", "must be a list")):
+                if not (isinstance(blk, list) and len(blk) == 2): _gold_fail(f"instance.busy[{p!r}][{d!r}][{j}]", f"must be [start, end], got {blk!r}")
+                for x in blk: _check_hm(x, f"instance.busy[{p!r}][{d!r}][{j}]")
+    prefs = inst.get("preferences")
+    for i, pr in enumerate(prefs if isinstance(prefs, list) else _gold_fail("instance.preferences", "must be a list")):
+        if not (isinstance(pr, dict) and pr.get("kind") in ("avoid_day", "not_before", "not_after") and isinstance(pr.get("day"), str)
+                and isinstance(pr.get("person"), str)):
+            _gold_fail(f"instance.preferences[{i}]", f"must be {{person, kind avoid_day|not_before|not_after, day, time}}, got {pr!r}")
+        if pr["kind"] != "avoid_day": _check_hm(pr.get("time"), f"instance.preferences[{i}].time")
+
+def check_gold(gold:dict # a scheduling Sample's `gold`
+              ) -> tuple:
+    "`(subtask, instance)` of a well-formed scheduling gold; raise `GoldError` naming the broken field otherwise."
+    if not isinstance(gold, dict): raise GoldError(f"scheduling gold must be an object, got {type(gold).__name__}")
+    sub, inst = gold.get("subtask"), gold.get("instance")
+    if sub not in ("trip", "meeting", "calendar"): _gold_fail("subtask", f"must be trip, meeting or calendar, got {sub!r}")
+    if not isinstance(inst, dict): _gold_fail("instance", f"must be an object, got {type(inst).__name__}")
+    if sub == "trip": _check_trip_gold(inst)
+    elif sub == "meeting": _check_meeting_gold(inst, gold.get("solution"))
+    else: _check_calendar_gold(inst)
+    return sub, inst
+
+# %% ../../nbs/15_schedule_verifier.ipynb #7c32c1b0
+def _read_and_check(sub, gold, inst, text):
+    if sub == "trip": return check_trip(inst, read_trip(inst, text))
+    if sub == "meeting":
+        met, v = read_meeting(inst, text)
+        k = gold["solution"]["num_met"]
+        if len(met) < k: v.append(f"meets {len(met)} friends; the best schedule meets {k}")
+        return v
+    m = _CAL.search(text)
+    if not m: raise ValueError("no 'Day, H:MM - H:MM' found")
+    return check_calendar(inst, m.group(1).capitalize(), _clock(m.group(2), m.group(3)), _clock(m.group(4), m.group(5) or m.group(3)))
+
 def verify_schedule(gold:dict,       # a scheduling Sample's `gold`
                     answer_text:str  # free answer text (a whole completion or its <answer> block)
                    ) -> list:
-    "The constraints the schedule read from `answer_text` violates: `[]` if none, `['unparseable: …']` if unreadable. Never raises."
-    try:
-        sub, inst = gold["subtask"], gold["instance"]
-        if sub not in ("trip", "meeting", "calendar"): return [f"invalid gold: unknown subtask {sub!r}"]
-    except Exception as e: return [f"invalid gold: {type(e).__name__}: {e}"]
+    "The constraints the schedule read from `answer_text` violates (`[]` if none; `'unparseable: …'` if unreadable); `GoldError` only for a broken gold."
+    sub, inst = check_gold(gold)
     if not isinstance(answer_text, str): return [f"unparseable: expected text, got {type(answer_text).__name__}"]
-    text = _answer_part(answer_text)
-    try:
-        if sub == "trip":
-            try: stays = read_trip(inst, text)
-            except ValueError as e: return [f"unparseable: {e}"]
-            return check_trip(inst, stays)
-        if sub == "meeting":
-            try: met, v = read_meeting(inst, text)
-            except ValueError as e: return [f"unparseable: {e}"]
-            k = gold["solution"]["num_met"]
-            if len(met) < k: v.append(f"meets {len(met)} friends; the best schedule meets {k}")
-            return v
-        m = _CAL.search(text)
-        if not m: return ["unparseable: no 'Day, H:MM - H:MM' found"]
-        return check_calendar(inst, m.group(1).capitalize(), _clock(m.group(2), m.group(3)), _clock(m.group(4), m.group(5) or m.group(3)))
-    except Exception as e:
-        return [f"invalid gold: {type(e).__name__}: {e}"]
+    try: return _read_and_check(sub, gold, inst, _answer_part(answer_text))
+    except ValueError as e: return [f"unparseable: {e}"]
+    except Exception as e: return [f"unparseable: the answer could not be read ({type(e).__name__}: {e})"]
