@@ -13,9 +13,9 @@ from .astparse import DecodeError, decode_ace
 from .bfcl import read_lines, std
 
 # %% auto #0
-__all__ = ['NORMAL', 'SPECIAL', 'CATEGORIES', 'MULTI_TURN_CONVERSATIONS', 'ACE_TYPES', 'SYSTEM_PROMPT_EN', 'ace_items',
-           'ace_dict_check', 'ace_check', 'ace_normal_verdict', 'ace_special_verdict', 'ace_verdict',
-           'ace_category_score', 'ace_summary']
+__all__ = ['NORMAL', 'SPECIAL', 'CATEGORIES', 'MULTI_TURN_CONVERSATIONS', 'ACE_TYPES', 'SYSTEM_PROMPT_EN', 'official_prompts',
+           'ace_messages', 'ace_items', 'ace_dict_check', 'ace_check', 'ace_normal_verdict', 'ace_special_verdict',
+           'ace_verdict', 'ace_category_score', 'ace_summary']
 
 # %% ../../nbs/74_bench_acebench.ipynb #379b2966
 NORMAL = ("normal_single_turn_single_function", "normal_single_turn_parallel_function", "normal_multi_turn_user_adjust",
@@ -27,6 +27,8 @@ MULTI_TURN_CONVERSATIONS = 50      # the official multi-turn score divides by th
 ACE_TYPES = {"string": str, "any": str, "integer": int, "int": int, "number": int, "float": float, "boolean": bool,
              "array": list, "tuple": list, "list": list, "list(string)": list, "list(enum)": list, "objectArray": list,
              "dict": dict, "object": dict}
+# Used only where no copy of the official templates is installed: the same instructions and the phrases the special
+# categories are scored on, in this package's words.
 SYSTEM_PROMPT_EN = (
     "You are an AI assistant with the role name \"assistant\". Based on the provided API specifications and the conversation "
     "history, generate the API requests the assistant should make next. Output them in the format "
@@ -38,10 +40,39 @@ SYSTEM_PROMPT_EN = (
     "{time}\nAPIs:\n{functions}")
 
 # %% ../../nbs/74_bench_acebench.ipynb #08e820a8
+def official_prompts() -> dict|None:
+    "ACEBench's English prompt templates as EvalScope ships them verbatim (MIT), read from an installed copy without importing it; None if none is installed."
+    import importlib.util, ast as _ast
+    from magicagent.models import cache_dir
+    spec = importlib.util.find_spec("evalscope")
+    roots = [Path(list(spec.submodule_search_locations)[0])] if spec and spec.submodule_search_locations else []
+    roots += sorted((cache_dir() / "bench-tools-venv").glob("lib/python*/site-packages/evalscope"))
+    for r in roots:
+        f = r / "benchmarks" / "acebench" / "prompts.py"
+        if not f.exists(): continue
+        vals = {n.targets[0].id: n.value.value for n in _ast.parse(f.read_text(encoding="utf-8")).body
+                if isinstance(n, _ast.Assign) and isinstance(n.targets[0], _ast.Name) and isinstance(n.value, _ast.Constant)}
+        keys = ("SYSTEM_PROMPT_FOR_NORMAL_DATA_EN", "SYSTEM_PROMPT_FOR_SPECIAL_DATA_EN", "SYSTEM_PROMPT_FOR_PREFERENCE_DATA_EN", "USER_PROMPT_EN")
+        if all(k in vals for k in keys): return {k: vals[k] for k in keys} | {"source": str(f)}
+    return None
+
+def ace_messages(record:dict, category:str, prompts:dict|None) -> list:
+    "The system and user turns of one item: the official templates where available, else this package's paraphrase."
+    fns = record["function"]
+    if prompts is None:
+        sys_text = SYSTEM_PROMPT_EN.format(time=record.get("time", "") or "", functions=json.dumps(fns, ensure_ascii=False))
+        if record.get("profile"): sys_text += f"\nUser profile: {record['profile']}"
+        return [{"role": "system", "content": sys_text}, {"role": "user", "content": record["question"]}]
+    if "special" in category: sys_text = prompts["SYSTEM_PROMPT_FOR_SPECIAL_DATA_EN"].format(time=record.get("time", "") or "", function=fns)
+    elif "preference" in category: sys_text = prompts["SYSTEM_PROMPT_FOR_PREFERENCE_DATA_EN"].format(profile=record.get("profile", "") or "", function=fns)
+    else: sys_text = prompts["SYSTEM_PROMPT_FOR_NORMAL_DATA_EN"].format(time=record.get("time", "") or "", function=fns)
+    return [{"role": "system", "content": sys_text}, {"role": "user", "content": prompts["USER_PROMPT_EN"].format(question=record["question"])}]
+
 def ace_items(data_dir:str|Path,      # ACEBench's `data_all` directory (holding data_en/ and possible_answer/) or data_en itself
               categories=None,        # default: every English category whose file is there
               limit:int|None=None,    # first items per category (multi-turn: whole conversations are kept)
-              system:str=SYSTEM_PROMPT_EN) -> list:
+              prompts="official"      # "official" (EvalScope's verbatim copy if installed, else the paraphrase), "paraphrase", or a dict
+             ) -> list:
     "Benchmark items `{id, category, messages, gold}` of ACEBench's English categories."
     d = Path(data_dir)
     if (d / "data_en").is_dir(): d = d / "data_en"
@@ -49,6 +80,7 @@ def ace_items(data_dir:str|Path,      # ACEBench's `data_all` directory (holding
         categories = [c for c in CATEGORIES if (d / f"data_{c}.json").exists()]
         if not categories: raise FileNotFoundError(f"no ACEBench data_<category>.json files under {d}")
     ans_dir = next((p for p in (d / "possible_answer", d.parent / "possible_answer", d.parent / "possible_answer_en") if p.is_dir()), None)
+    P = official_prompts() if prompts == "official" else (None if prompts == "paraphrase" else prompts)
     out = []
     for cat in categories:
         if cat not in CATEGORIES: raise ValueError(f"unknown ACEBench category {cat!r}; expected one of {', '.join(CATEGORIES)}")
@@ -61,11 +93,8 @@ def ace_items(data_dir:str|Path,      # ACEBench's `data_all` directory (holding
                                                                      list(dict.fromkeys(_conversation(x["id"]) for x in recs))[:limit]]
         for r in recs:
             if cat != "special_irrelevant" and r["id"] not in answers: raise ValueError(f"{cat}: no answer for {r['id']}")
-            sys_text = system.format(time=r.get("time", "") or "", functions=json.dumps(r["function"], ensure_ascii=False))
-            if r.get("profile"): sys_text += f"\nUser profile: {r['profile']}"
-            out.append({"id": r["id"], "category": cat, "messages": [{"role": "system", "content": sys_text},
-                                                                     {"role": "user", "content": r["question"]}],
-                        "gold": {"function": r["function"], "answer": answers.get(r["id"])}})
+            out.append({"id": r["id"], "category": cat, "messages": ace_messages(r, cat, P),
+                        "gold": {"function": r["function"], "answer": answers.get(r["id"]), "prompts": "official" if P else "paraphrase"}})
     return out
 
 def _conversation(i:str) -> str:

@@ -104,7 +104,8 @@ def run_benchmark(benchmark:str,            # a name of BENCHMARKS
     key = {"benchmark": benchmark, "model": model, "backend": backend, "data": str(data) if data else None,
            "categories": list(categories) if categories else None, "limit": limit, "seed": seed, "max_new_tokens": max_new_tokens,
            "dtype": dtype, "model_stamp": model_stamp(model),
-           "ids": hashlib.sha256("\n".join(it["id"] for it in items).encode()).hexdigest()[:16]}
+           "ids": hashlib.sha256("\n".join(it["id"] for it in items).encode()).hexdigest()[:16],
+           "prompts": hashlib.sha256(json.dumps([it["messages"] for it in items]).encode()).hexdigest()[:16]}
     out_dir = Path(out_dir); cache = out_dir / f"{benchmark}.generations.jsonl"
     if generator is None and len(read_partial(cache, key)) < len(items):
         from magicagent.models import get_generator
