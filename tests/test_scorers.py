@@ -1,13 +1,16 @@
 """Official WorfBench and NaturalPlan scorers: every quirk of the scoring notes on hand-worked
-examples, the linear-time rewrites of upstream's regular expressions checked against the
-originals, and `magicagent score` on fixture files in the official formats."""
-import json, re, subprocess, sys
+examples (repeated node texts included), the linear-time rewrites of upstream's regular expressions
+checked against the originals, and `magicagent score` on fixture files in the official formats."""
+import argparse, json, re, subprocess, sys
 from pathlib import Path
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from magicagent import rewards as R
+from magicagent.core import GoldError
+from magicagent.models import Embedder, get_embedder
+from magicagent.scorers import naturalplan as N, score_run, worfbench as W
+from magicagent.cli import parse
 
 FIX = Path(__file__).parent / "fixtures" / "scoring"
 
@@ -22,7 +25,7 @@ class FirstWord:
 
 
 @pytest.fixture
-def toy(): return R.TextEmbedder(FirstWord())
+def toy(): return Embedder(FirstWord())
 
 
 def wf(nodes, edges):
@@ -33,76 +36,76 @@ def wf(nodes, edges):
 
 # ---------------------------------------------------------------- WorfBench parsing
 def test_parse_rules():
-    assert R.worfbench_parse("Node:\n1: a\n2. b\n3: finish\nEdge: (START,1) (1, 2) ( 2 ,3) (3,END)") == (
+    assert W.worfbench_parse("Node:\n1: a\n2. b\n3: finish\nEdge: (START,1) (1, 2) ( 2 ,3) (3,END)") == (
         ["START", "a", "b", "finish", "END"], [(0, 1), (1, 2), (2, 3), (3, 4)])   # trailing finish kept
-    assert R.worfbench_parse("1: a\nEdge: (START,1)") is None          # no `Node`
-    assert R.worfbench_parse("Node:\n1: a\n2: b") is None               # no edge, chain mode too
-    assert R.worfbench_parse("Node:\n1:a\nEdge: (START,END)") == (["START", "END"], [(0, 1)])   # `1:a` has no space: not a node
-    assert R.worfbench_parse("Node:\nEdge: (START," + "9" * 5000 + ")") is None   # upstream's int() fails: unparseable
-    assert R.worfbench_parse(None) is None
+    assert W.worfbench_parse("1: a\nEdge: (START,1)") is None          # no `Node`
+    assert W.worfbench_parse("Node:\n1: a\n2: b") is None               # no edge, chain mode too
+    assert W.worfbench_parse("Node:\n1:a\nEdge: (START,END)") == (["START", "END"], [(0, 1)])   # `1:a` has no space: not a node
+    assert W.worfbench_parse("Node:\nEdge: (START," + "9" * 5000 + ")") is None   # upstream's int() fails: unparseable
+    assert W.worfbench_parse(None) is None
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.text(alphabet="0123456789:. \nab(),STARTEND", max_size=80))
 def test_node_regex_equals_upstream(text):
-    assert R._WB_NODE.findall(text) == re.findall(r"\d+[:.] (.+)", text)
+    assert W._WB_NODE.findall(text) == re.findall(r"\d+[:.] (.+)", text)
 
 
 # ---------------------------------------------------------------- WorfBench chain F1
 def test_chain_dp_starts_at_one(toy):
-    gold = R.worfbench_parse(wf(["a x", "b x", "c x"], [(0, 1), (1, 2), (2, 3), (3, 4)]))
+    gold = W.worfbench_parse(wf(["a x", "b x", "c x"], [(0, 1), (1, 2), (2, 3), (3, 4)]))
     # nothing matches, yet correct = 1: P = 1/1, R = 1/3
-    r = R.worfbench_chain(R.worfbench_parse(wf(["zz"], [(0, 1)])), gold, toy)
+    r = W.worfbench_chain(W.worfbench_parse(wf(["zz"], [(0, 1)])), gold, toy)
     assert r["precision"] == 1 and r["recall"] == pytest.approx(1 / 3) and r["f1_score"] == pytest.approx(0.5)
-    assert R.worfbench_chain(R.worfbench_parse(wf(["zz"], [(0, 1)])), gold, toy, variant="strict")["f1_score"] == 0
+    assert W.worfbench_chain(W.worfbench_parse(wf(["zz"], [(0, 1)])), gold, toy, variant="strict")["f1_score"] == 0
     # reversed order: mapped gold indices 2,1,0 never increase -> correct = 1
-    r = R.worfbench_chain(R.worfbench_parse(wf(["c", "b", "a"], [(0, 1)])), gold, toy)
+    r = W.worfbench_chain(W.worfbench_parse(wf(["c", "b", "a"], [(0, 1)])), gold, toy)
     assert r["precision"] == pytest.approx(1 / 3) and r["recall"] == pytest.approx(1 / 3)
     # a, zz, b, c: unmatched zz is skipped by the DP -> correct = 3
-    r = R.worfbench_chain(R.worfbench_parse(wf(["a", "zz", "b", "c"], [(0, 1)])), gold, toy)
+    r = W.worfbench_chain(W.worfbench_parse(wf(["a", "zz", "b", "c"], [(0, 1)])), gold, toy)
     assert (r["precision"], r["recall"]) == (pytest.approx(3 / 4), 1.0)
 
 
 def test_chain_best_of_topological_sorts(toy):
     # START -> {a, b} -> c: sorts [a,b,c] and [b,a,c]; the prediction b, a, c is perfect on the second
-    gold = R.worfbench_parse(wf(["a x", "b x", "c x"], [(0, 1), (0, 2), (1, 3), (2, 3), (3, 4)]))
-    assert sorted(R.worfbench_gold_sequences(*gold)) == [["a x", "b x", "c x"], ["b x", "a x", "c x"]]
-    assert R.worfbench_chain(R.worfbench_parse(wf(["b", "a", "c"], [(0, 1)])), gold, toy)["f1_score"] == 1.0
+    gold = W.worfbench_parse(wf(["a x", "b x", "c x"], [(0, 1), (0, 2), (1, 3), (2, 3), (3, 4)]))
+    assert sorted(W.worfbench_gold_sequences(*gold)) == [["a x", "b x", "c x"], ["b x", "a x", "c x"]]
+    assert W.worfbench_chain(W.worfbench_parse(wf(["b", "a", "c"], [(0, 1)])), gold, toy)["f1_score"] == 1.0
 
 
 def test_chain_ten_nodes_uses_raw_gold_list(toy):
     steps = [f"s{i} step" for i in range(8)]                         # 8 + START + END = 10 nodes
-    gold = R.worfbench_parse(wf(steps, [(0, 1)] + [(i, i + 1) for i in range(1, 9)]))
-    assert R.worfbench_gold_sequences(*gold) == [["START"] + steps + ["END"]]
-    r = R.worfbench_chain(R.worfbench_parse(wf(steps, [(0, 1)])), gold, toy)
+    gold = W.worfbench_parse(wf(steps, [(0, 1)] + [(i, i + 1) for i in range(1, 9)]))
+    assert W.worfbench_gold_sequences(*gold) == [["START"] + steps + ["END"]]
+    r = W.worfbench_chain(W.worfbench_parse(wf(steps, [(0, 1)])), gold, toy)
     assert (r["precision"], r["recall"], r["f1_score"]) == (1.0, 0.8, pytest.approx(2 * 0.8 / 1.8))
-    nine = R.worfbench_parse(wf(steps[:7], [(0, 1)] + [(i, i + 1) for i in range(1, 8)]))   # 9 nodes: topological sort
-    assert R.worfbench_gold_sequences(*nine) == [steps[:7]]
+    nine = W.worfbench_parse(wf(steps[:7], [(0, 1)] + [(i, i + 1) for i in range(1, 8)]))   # 9 nodes: topological sort
+    assert W.worfbench_gold_sequences(*nine) == [steps[:7]]
 
 
 def test_chain_at_most_twenty_sorts_and_gold_errors():
     gold = (["START"] + [f"n{i}" for i in range(6)] + ["END"], [(0, i) for i in range(1, 7)] + [(i, 7) for i in range(1, 7)])
-    assert len(R.worfbench_gold_sequences(*gold)) == 20             # 720 sorts, first 20
-    with pytest.raises(ValueError, match="cycle"): R.worfbench_gold_sequences(["START", "a", "b", "END"], [(0, 1), (1, 2), (2, 1)])
-    with pytest.raises(ValueError, match="outside"): R.worfbench_gold_sequences(["START", "a", "END"], [(0, 1), (1, 7)])
+    assert len(W.worfbench_gold_sequences(*gold)) == 20             # 720 sorts, first 20
+    with pytest.raises(GoldError, match="cycle"): W.worfbench_gold_sequences(["START", "a", "b", "END"], [(0, 1), (1, 2), (2, 1)])
+    with pytest.raises(GoldError, match="outside"): W.worfbench_gold_sequences(["START", "a", "END"], [(0, 1), (1, 7)])
 
 
 # ---------------------------------------------------------------- WorfBench graph F1
 def test_graph_shared_edges_are_raw_index_pairs(toy):
-    gold = R.worfbench_parse(wf(["a x", "b x", "c x"], [(0, 1), (1, 2), (2, 3), (3, 4)]))
-    pred = R.worfbench_parse(wf(["q", "a", "b", "c"], [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5)]))
-    r = R.worfbench_graph(pred, gold, toy)
+    gold = W.worfbench_parse(wf(["a x", "b x", "c x"], [(0, 1), (1, 2), (2, 3), (3, 4)]))
+    pred = W.worfbench_parse(wf(["q", "a", "b", "c"], [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5)]))
+    r = W.worfbench_graph(pred, gold, toy)
     assert (r["precision"], r["recall"]) == (pytest.approx(3 / 6), pytest.approx(3 / 5))
-    r = R.worfbench_graph(pred, gold, toy, variant="strict")
+    r = W.worfbench_graph(pred, gold, toy, variant="strict")
     assert (r["precision"], r["recall"]) == (pytest.approx(4 / 6), pytest.approx(4 / 5))
-    assert R.worfbench_graph(gold, gold, toy)["f1_score"] == 1.0
+    assert W.worfbench_graph(gold, gold, toy)["f1_score"] == 1.0
 
 
 def test_graph_nothing_matches_scores_zero():
     class Orthogonal:
         def encode(self, texts, **kw): return np.eye(len(texts), 64, dtype=np.float32)   # every text orthogonal to every other
-    e = R.TextEmbedder(Orthogonal())
-    r = R.worfbench_graph((["p0", "p1", "p2"], [(0, 1)]), (["g0", "g1", "g2"], [(0, 1)]), e)   # upstream crashes here
+    e = Embedder(Orthogonal())
+    r = W.worfbench_graph((["p0", "p1", "p2"], [(0, 1)]), (["g0", "g1", "g2"], [(0, 1)]), e)   # upstream crashes here
     assert r == {"precision": 0.0, "recall": 0.0, "f1_score": 0.0}
 
 
@@ -111,18 +114,18 @@ def test_matching_threshold_is_strict(toy):
         def __init__(self, c): self.c = c
         def encode(self, texts, **kw):   # first text along x, the rest at cosine c to it
             return np.array([[1, 0]] + [[self.c, np.sqrt(1 - self.c ** 2)]] * (len(texts) - 1), np.float32)
-    assert R.match_nodes(["p"], ["g"], R.TextEmbedder(Fixed(0.599))) == {0: -1}
-    assert R.match_nodes(["p"], ["g"], R.TextEmbedder(Fixed(0.601))) == {0: 0}
+    assert W.match_nodes(["p"], ["g"], Embedder(Fixed(0.599))) == {0: -1}
+    assert W.match_nodes(["p"], ["g"], Embedder(Fixed(0.601))) == {0: 0}
 
 
 # ---------------------------------------------------------------- WorfBench aggregation
 def test_unparseable_predictions_count_zero(toy):
     g = wf(["a x", "b x"], [(0, 1), (1, 2), (2, 3)])
-    res = R.worfbench_score([g] * 4, [g, g, "no workflow", "Node:\n1: a\n"], "graph", toy)
+    res = W.worfbench_score([g] * 4, [g, g, "no workflow", "Node:\n1: a\n"], "graph", toy)
     assert (res["f1_score"], res["n_unparsed"], res["n_items"]) == (0.5, 2, 4)
-    with pytest.raises(ValueError, match="same number"): R.worfbench_score([g], [g, g], "chain", toy)
-    with pytest.raises(ValueError, match="gold item 0"): R.worfbench_score(["broken"], [g], "chain", toy)
-    with pytest.raises(ValueError, match="mode"): R.worfbench_score([g], [g], "nodes", toy)
+    with pytest.raises(ValueError, match="same number"): W.worfbench_score([g], [g, g], "chain", toy)
+    with pytest.raises(GoldError, match="gold item 0"): W.worfbench_score(["broken"], [g], "chain", toy)
+    with pytest.raises(ValueError, match="mode"): W.worfbench_score([g], [g], "nodes", toy)
 
 
 # ---------------------------------------------------------------- NaturalPlan
@@ -137,72 +140,72 @@ def trip_text(total, plan, extra=""):
 
 def test_trip_prefix_rule_and_stop_at_total():
     t = trip_text(7, [("Oslo", 3), ("Rome", 3), ("Paris", 3)])
-    assert R.naturalplan_trip_score("Oslo**Rome", "3**3", t) == 1.0          # a longer plan starting with gold
-    assert R.naturalplan_trip_score("Oslo**Rome**Paris**Nice", "3**3**3**2", t) == 0.0
-    assert R.naturalplan_trip_score("Rome**Paris", "3**3", t) == 0.0
+    assert N.naturalplan_trip_score("Oslo**Rome", "3**3", t) == 1.0          # a longer plan starting with gold
+    assert N.naturalplan_trip_score("Oslo**Rome**Paris**Nice", "3**3**3**2", t) == 0.0
+    assert N.naturalplan_trip_score("Rome**Paris", "3**3", t) == 0.0
     alt = "\n**Day 4:** or fly from Oslo to Nice"
-    assert R.naturalplan_trip_parse(t + alt) == [("Oslo", 3), ("Rome", 3), ("Paris", 3)]   # after day 7 nothing is read
+    assert N.naturalplan_trip_parse(t + alt) == [("Oslo", 3), ("Rome", 3), ("Paris", 3)]   # after day 7 nothing is read
     # without the total, the alternative is read too: flight days [1, 3, 5, 4] + [7] give Paris 0 days, Nice 4
-    assert R.naturalplan_trip_parse(t.replace("for 7 days", "for a week") + alt)[2:] == [("Paris", 0), ("Nice", 4)]
-    assert R.naturalplan_trip_parse("**Day 1-3:** Oslo") == [] and R.naturalplan_trip_parse("Day 2 fly from A to B") == []
+    assert N.naturalplan_trip_parse(t.replace("for 7 days", "for a week") + alt)[2:] == [("Paris", 0), ("Nice", 4)]
+    assert N.naturalplan_trip_parse("**Day 1-3:** Oslo") == [] and N.naturalplan_trip_parse("Day 2 fly from A to B") == []
     # `\w+` takes one word: "to New York" reads the city "New", and "from New York" is no flight at all
-    assert R.naturalplan_trip_parse("Day 1-2 x\nDay 2: fly from Oslo to New York\nDay 2-4 y") == [("Oslo", 2), ("New", 3)]
-    assert R.naturalplan_trip_parse("Day 1-2 x\nDay 2: fly from New York to Oslo\nDay 2-4 y") == []
+    assert N.naturalplan_trip_parse("Day 1-2 x\nDay 2: fly from Oslo to New York\nDay 2-4 y") == [("Oslo", 2), ("New", 3)]
+    assert N.naturalplan_trip_parse("Day 1-2 x\nDay 2: fly from New York to Oslo\nDay 2-4 y") == []
 
 
 @settings(max_examples=400, deadline=None)
 @given(st.text(alphabet=st.sampled_from(list("Day fromto12-34 xé_\t")), max_size=60))
 def test_trip_regex_rewrites_equal_upstream(line):
     up = re.findall(r".*Day (\d+).*from (\w+) to (\w+)", line)
-    assert R._flight(line) == (up[0] if up else None)
+    assert N._flight(line) == (up[0] if up else None)
     v = re.findall(r"\d+-\d+", line)
-    m = R._NP_VISIT.search(line)
+    m = N._NP_VISIT.search(line)
     assert (m.group(0) if m else None) == (v[0] if v else None)
 
 
 def test_meeting_replay_stops_at_first_invalid_step():
     cons = [["Home", "9:00AM"], ["Ann", "Park", "10:00AM to 11:00AM", 30], ["Bob", "Home", "9:00AM to 9:30AM", 15]]
     dist = {"Home": {"Park": 10}, "Park": {"Home": 10}}
-    steps = lambda s: R.naturalplan_meeting_parse(s)
+    steps = lambda s: N.naturalplan_meeting_parse(s)
     ok = "SOLUTION: You start at Home at 9:00AM. You meet Bob for 15 minutes from 9:00AM to 9:15AM. You travel to Park in 10 minutes and arrive at 9:25AM. You wait until 10:00AM. You meet Ann for 30 minutes from 10:00AM to 10:30AM."
-    assert R.meeting_replay(steps(ok), cons, dist) == 2
+    assert N.meeting_replay(steps(ok), cons, dist) == 2
     # meeting Ann before her window stops the replay; the later valid Bob meeting is never counted
     early = "You travel to Park in 10 minutes. You meet Ann for 30 minutes. You travel to Home in 10 minutes. You meet Bob for 15 minutes."
-    assert R.meeting_replay(steps(early), cons, dist) == 0
+    assert N.meeting_replay(steps(early), cons, dist) == 0
     # waiting backwards stops; meeting someone twice stops; an unknown step stops; unknown person/place stops
-    assert R.meeting_replay(steps("You meet Bob for 15 minutes. You wait until 9:00AM. You meet Bob for 15 minutes."), cons, dist) == 1
-    assert R.meeting_replay(steps("You meet Bob for 15 minutes. You meet Bob for 15 minutes."), cons, dist) == 1
-    assert R.meeting_replay(steps("You meet Bob for 15 minutes. Then lunch. You travel to Park in 10 minutes. You wait until 10:00AM. You meet Ann for 30 minutes."), cons, dist) == 1
-    assert R.meeting_replay(steps("You travel to Mars in 1 minutes. You meet Bob for 15 minutes."), cons, dist) == 0
-    assert R.meeting_replay(steps("You meet Zed for 15 minutes. You meet Bob for 15 minutes."), cons, dist) == 0
-    assert R.naturalplan_meeting_parse("intro. SOLUTION: a. b.. c") == ["a", "b", "c"]
+    assert N.meeting_replay(steps("You meet Bob for 15 minutes. You wait until 9:00AM. You meet Bob for 15 minutes."), cons, dist) == 1
+    assert N.meeting_replay(steps("You meet Bob for 15 minutes. You meet Bob for 15 minutes."), cons, dist) == 1
+    assert N.meeting_replay(steps("You meet Bob for 15 minutes. Then lunch. You travel to Park in 10 minutes. You wait until 10:00AM. You meet Ann for 30 minutes."), cons, dist) == 1
+    assert N.meeting_replay(steps("You travel to Mars in 1 minutes. You meet Bob for 15 minutes."), cons, dist) == 0
+    assert N.meeting_replay(steps("You meet Zed for 15 minutes. You meet Bob for 15 minutes."), cons, dist) == 0
+    assert N.naturalplan_meeting_parse("intro. SOLUTION: a. b.. c") == ["a", "b", "c"]
     with pytest.raises(ValueError, match="golden_plan"):
-        R.naturalplan_meeting_score({"constraints": cons, "dist_matrix": dist, "golden_plan": ok}, ok)
+        N.naturalplan_meeting_score({"constraints": cons, "dist_matrix": dist, "golden_plan": ok}, ok)
 
 
 def test_calendar_half_hour_rule():
-    assert R.naturalplan_calendar_parse("Here is the proposed time: Monday, 9:15 - 9:45 ") == ("Monday", 9.0, 9.0)
-    assert R.naturalplan_calendar_score("Monday, 9:00 - 9:30", "Monday, 9:15 - 9:30") == 1.0
-    assert R.naturalplan_calendar_score("Monday, 9:30 - 10:00", "Monday, 9:00 - 10:00") == 0.0
-    assert R.naturalplan_calendar_score("Monday, 9:30 - 10:00", "monday, 9:30 - 10:00") == 0.0
-    assert R.naturalplan_calendar_score("no time", "none either") == 1.0     # upstream: both unparsed compare equal
-    assert R.naturalplan_calendar_parse("xMonday, 9:00 - 10:00") == ("xMonday", 9.0, 10.0)
+    assert N.naturalplan_calendar_parse("Here is the proposed time: Monday, 9:15 - 9:45 ") == ("Monday", 9.0, 9.0)
+    assert N.naturalplan_calendar_score("Monday, 9:00 - 9:30", "Monday, 9:15 - 9:30") == 1.0
+    assert N.naturalplan_calendar_score("Monday, 9:30 - 10:00", "Monday, 9:00 - 10:00") == 0.0
+    assert N.naturalplan_calendar_score("Monday, 9:30 - 10:00", "monday, 9:30 - 10:00") == 0.0
+    assert N.naturalplan_calendar_score("no time", "none either") == 1.0     # upstream: both unparsed compare equal
+    assert N.naturalplan_calendar_parse("xMonday, 9:00 - 10:00") == ("xMonday", 9.0, 10.0)
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.text(alphabet=st.sampled_from(list("Mon, 9:30-1 ab")), max_size=50))
 def test_calendar_regex_equals_upstream(text):
     up = re.findall(r"[A-Za-z]+, [0-9]+:[0-9]+ - [0-9]+:[0-9]+", text)
-    m = R._NP_CAL.search(text)
+    m = N._NP_CAL.search(text)
     assert (m.group(0) if m else None) == (up[0] if up else None)
 
 
 def test_scorers_are_linear_on_adversarial_text():
     import time
     t0 = time.perf_counter()
-    R.worfbench_parse("Node " + "1" * 300_000 + "(" + " " * 300_000)
-    R.naturalplan_trip_parse("Day 1" * 60_000 + "from " * 60_000 + "7" * 200_000)
-    R.naturalplan_calendar_parse("a" * 500_000)
+    W.worfbench_parse("Node " + "1" * 300_000 + "(" + " " * 300_000)
+    N.naturalplan_trip_parse("Day 1" * 60_000 + "from " * 60_000 + "7" * 200_000)
+    N.naturalplan_calendar_parse("a" * 500_000)
     assert time.perf_counter() - t0 < 30   # quadratic patterns would take hours here
 
 
@@ -217,7 +220,7 @@ WB_EXPECTED = {
 
 
 def test_fixture_similarity_preconditions():
-    e = R.get_embedder("minilm")
+    e = get_embedder("minilm")
     for a, b in [("Water the garden plants", "Pack the suitcase"), ("Water the garden plants", "Book a hotel in Rome"),
                  ("Dance in the rain", "Open the fridge"), ("Dance in the rain", "Take out the milk"),
                  ("Dance in the rain", "Pour the milk into a glass"), ("START", "Dance in the rain"), ("END", "Dance in the rain")]:
@@ -228,8 +231,8 @@ def test_fixture_similarity_preconditions():
 @pytest.mark.parametrize("pred", ["worfbench_pred.json", "worfbench_pred.jsonl"])
 def test_cli_worfbench(tmp_path, capsys, mode, pred):
     out = tmp_path / "r.json"
-    assert R.score_main(["worfbench", "--gold", str(FIX / "worfbench_graph_eval.json"), "--pred", str(FIX / pred),
-                         "--mode", mode, "--out", str(out)]) == 0
+    assert score_run(parse("score", ["worfbench", "--gold", str(FIX / "worfbench_graph_eval.json"), "--pred", str(FIX / pred),
+                         "--mode", mode, "--out", str(out)])) == 0
     res, exp = json.loads(out.read_text()), WB_EXPECTED[mode]
     assert [x["f1_score"] for x in res["items"]] == pytest.approx(exp["items"])
     assert res["f1_score"] == pytest.approx(sum(exp["items"]) / 5)
@@ -250,7 +253,7 @@ NP_EXPECTED = {"trip": ("trip_planning.json", {"trip_planning_example_0": 1, "tr
 def test_cli_naturalplan(tmp_path, task):
     fname, items = NP_EXPECTED[task]
     out = tmp_path / "r.json"
-    assert R.score_main(["naturalplan", "--task", task, "--data", str(FIX / fname), "--out", str(out)]) == 0
+    assert score_run(parse("score", ["naturalplan", "--task", task, "--data", str(FIX / fname), "--out", str(out)])) == 0
     res = json.loads(out.read_text())
     assert res["items"] == items and res["accuracy"] == pytest.approx(sum(items.values()) / len(items))
 
@@ -276,7 +279,7 @@ def test_matching_fast_path_equals_blossom(n_pred, n_gold, seed, dim):
     class Given:
         def encode(self, texts, **kw): return vecs[[int(t[1:]) for t in texts]]
     pred, gold = [f"t{i}" for i in range(n_pred)], [f"t{n_pred + j}" for j in range(n_gold)]
-    e = R.TextEmbedder(Given())
+    e = Embedder(Given())
     sim = np.maximum(e.similarity(pred, gold), 0).astype(np.float64)
     G = __import__("networkx").Graph()
     for i in range(n_pred):
@@ -286,4 +289,93 @@ def test_matching_fast_path_equals_blossom(n_pred, n_gold, seed, dim):
     for a, b in __import__("networkx").max_weight_matching(G):
         if isinstance(a, int): ref[a] = int(b)
         else: ref[b] = int(a)
-    assert R.match_nodes(pred, gold, e) == ref
+    assert W.match_nodes(pred, gold, e) == ref
+
+
+# ---------------------------------------------------------------- repeated node texts (exact parity with upstream)
+class PositionTrace(FirstWord):
+    "Like a real model, each row carries a trace of its place in the call: one-hot first word plus 1e-3 x position."
+    def encode(self, texts, **kw):
+        out = super().encode(texts); out[:, -1] = 1e-3 * np.arange(len(texts)); return out
+
+
+ALF = ["go to toilet", "take sponge from toilet", "go to sinkbasin", "clean sponge with sinkbasin", "go to toilet", "put sponge in toilet"]
+ALF_WF = (["START"] + ALF + ["END"], [(i, i + 1) for i in range(len(ALF) + 1)])
+
+
+def test_exact_similarity_embeds_each_list_in_one_call_without_dedup():
+    class Counting(PositionTrace):
+        calls = []
+        def encode(self, texts, **kw): self.calls.append(list(texts)); return super().encode(texts)
+    m = Counting()
+    s = W.node_similarity(ALF, ALF, Embedder(m), exact=True)
+    assert m.calls == [ALF]                  # the same list twice is one call (same rows, same bits); both occurrences embedded
+    assert s[0, 0] == pytest.approx(1.0) and s[0, 4] < s[0, 0] and s[4, 4] == pytest.approx(1.0) and s[4, 0] < s[4, 4]
+    W.node_similarity(ALF[:3], ALF, Embedder(m), exact=True)
+    assert m.calls[-1] == ALF[:3]            # the prediction list embedded on its own, as upstream does
+    c = W.node_similarity(ALF, ALF, Embedder(PositionTrace()))   # cached: one vector per distinct text, an exact tie
+    assert c[0, 0] == c[0, 4] == c[4, 0] == c[4, 4]
+
+
+def test_repeated_node_texts_chain_hand_worked():
+    # pred == gold. Upstream's embeddings pair each occurrence with itself: mapped 0..5, F1 = 1.
+    assert W.worfbench_chain(ALF_WF, ALF_WF, Embedder(PositionTrace()), exact=True)["f1_score"] == 1.0
+    # Exact ties (one vector per text): networkx crosses the two `go to toilet`s, mapped gold indices 4 1 2 3 0 5;
+    # the longest increasing run 1 2 3 5 has length 4: P = R = F1 = 4/6.
+    toy = Embedder(FirstWord())
+    assert W.match_nodes(ALF, ALF, toy) == {0: 4, 1: 1, 2: 2, 3: 3, 4: 0, 5: 5}
+    r = W.worfbench_chain(ALF_WF, ALF_WF, toy)
+    assert (r["precision"], r["recall"], r["f1_score"]) == (pytest.approx(4 / 6),) * 3
+    # strict breaks exact ties toward the nearest position
+    assert W.match_nodes(ALF, ALF, toy, variant="strict") == {i: i for i in range(6)}
+    assert W.worfbench_chain(ALF_WF, ALF_WF, toy, variant="strict")["f1_score"] == 1.0
+    # the pred [a, b] against gold [a, b, a]: `a` to gold 0 gives P = 1, R = 2/3; to gold 2, P = 1/2, R = 1/3
+    gold, pred = (["START", "a x", "b x", "a x", "END"], [(0, 1), (1, 2), (2, 3), (3, 4)]), (["START", "a y", "b y", "END"], [(0, 1), (1, 2), (2, 3)])
+    assert W.worfbench_chain(pred, gold, Embedder(PositionTrace()), exact=True)["f1_score"] == pytest.approx(0.8)
+
+
+def test_repeated_node_texts_graph_hand_worked():
+    # Graph mode compares raw index pairs, so pairing crosswise changes nothing when pred == gold ...
+    toy = Embedder(FirstWord())
+    assert W.worfbench_graph(ALF_WF, ALF_WF, toy)["f1_score"] == 1.0
+    # ... but which occurrence is matched decides which gold edges count. Gold START a b a END, pred START a b END:
+    gold, pred = (["START", "a x", "b x", "a x", "END"], [(0, 1), (1, 2), (2, 3), (3, 4)]), (["START", "a y", "b y", "END"], [(0, 1), (1, 2), (2, 3)])
+    # `a` -> gold 1: matched gold {0, 1, 2, 4}, shared (0,1) (1,2): P = 3/4, R = 3/5
+    r = W.worfbench_graph(pred, gold, Embedder(PositionTrace()), exact=True)
+    assert (r["precision"], r["recall"]) == (pytest.approx(3 / 4), pytest.approx(3 / 5))
+    # `a` -> gold 3 (networkx on the exact tie): matched gold {0, 2, 3, 4}, shared (2,3): P = 2/4, R = 2/5
+    r = W.worfbench_graph(pred, gold, toy)
+    assert (r["precision"], r["recall"]) == (pytest.approx(2 / 4), pytest.approx(2 / 5))
+    r = W.worfbench_graph(pred, gold, toy, variant="strict")
+    assert (r["precision"], r["recall"]) == (pytest.approx(3 / 4), pytest.approx(3 / 5))
+
+
+def test_score_file_uses_upstream_similarities_by_default(tmp_path):
+    g = wf(ALF, [(i, i + 1) for i in range(len(ALF) + 1)])
+    toy = Embedder(PositionTrace())
+    assert W.worfbench_score([g], [g], "chain", toy)["f1_score"] == 1.0
+    assert W.worfbench_score([g], [g], "chain", Embedder(FirstWord()), exact=False)["f1_score"] == pytest.approx(4 / 6)
+
+
+def test_strict_graph_counts_only_components_with_shared_edges(toy):
+    gold = W.worfbench_parse(wf(["a x", "b x", "c x"], [(0, 1), (1, 2), (2, 3), (3, 4)]))
+    junk = W.worfbench_parse(wf(["zz"], [(0, 1), (1, 2)]))
+    assert W.worfbench_graph(junk, gold, toy)["precision"] == pytest.approx(1 / 3)      # START/END match each other
+    assert W.worfbench_graph(junk, gold, toy, variant="strict")["f1_score"] == 0.0
+
+
+# ---------------------------------------------------------------- the score verb's dispatch
+def test_score_run_dispatch(tmp_path, monkeypatch, capsys):
+    from magicagent import cli
+    assert score_run(parse("score", ["naturalplan", "--task", "calendar", "--data", str(FIX / "calendar_scheduling.json")])) == 0
+    assert "Accuracy of 5 samples: 0.6" in capsys.readouterr().out
+    assert score_run(argparse.Namespace(bench="nope")) == 2 and "no scorer for benchmark 'nope'" in capsys.readouterr().err
+    harness = pytest.importorskip("magicagent.bench.harness")
+    monkeypatch.setattr(cli, "SCORE_PARSERS", [harness.add_score_parsers])
+    data = Path(__file__).parent / "fixtures" / "bench" / "bfcl" / "BFCL_v3_irrelevance.json"
+    first = json.loads(data.read_text().splitlines()[0])["id"]
+    (tmp_path / "res.jsonl").write_text(json.dumps({"id": first, "result": "I cannot help with that."}) + "\n")
+    a = parse("score", ["bfcl", "--category", "irrelevance", "--data", str(data), "--result", str(tmp_path / "res.jsonl"), "--out", str(tmp_path / "o.json")])
+    assert score_run(a) == 0 and json.loads((tmp_path / "o.json").read_text())["items"][0]["id"] == first
+    del a.score_handler                    # found by name in the harness as well
+    assert score_run(a) == 0

@@ -1,4 +1,4 @@
-"""Throughput of the unified reward: completions scored per second.
+"""Throughput of the unified reward (completions scored per second) and of the WorfBench scorer.
 
     python tests/perf/bench_rewards.py            # writes tests/perf/results/rewards.json
 
@@ -9,12 +9,17 @@ Two figures, as in the reward's use inside a GRPO step:
   (each carries a unique word), so the figure is not flattered by repeated texts.
 Wall-clock rates depend on what else runs on the machine (its load average is recorded); the
 rates per process-CPU-second do not. Completions are a realistic mix: correct, near misses, wrong content and broken format.
+A third figure: WorfBench items scored per second by `magicagent score worfbench`'s scorer, with the
+similarities computed as upstream computes them (`exact=True`, the default: one encode call per node
+list, for every gold topological sort) and from the cached embedder (`exact=False`).
 """
 import json, os, platform, random, sys, time
 from pathlib import Path
 
 import torch
 from magicagent import rewards as R
+from magicagent.models import Embedder, get_embedder
+from magicagent.scorers.worfbench import worfbench_score
 from magicagent.formats import render
 
 OUT = Path(__file__).parent / "results" / "rewards.json"
@@ -88,6 +93,23 @@ def embedding_set(rng, n):
     return rows
 
 
+def worfbench_set(rng, n):
+    "Gold and predicted WorfBench workflow texts: 4-7 steps, some parallel branches, predictions reordered or reworded."
+    steps = ["Open the travel website", "Search for hotels in Rome", "Search for flights to Rome", "Book the hotel", "Book the flight",
+             "Email the itinerary", "Go to the airport", "Check in online"]
+    text = lambda nodes, edges: "Node:\n" + "".join(f"{k}: {x}\n" for k, x in enumerate(nodes, 1)) + "Edge: " + " ".join(
+        f"({'START' if a == 0 else a},{'END' if b == len(nodes) + 1 else b})" for a, b in edges)
+    golds, preds = [], []
+    for i in range(n):
+        g = [s + f" ({WORDS[i % 16]} {i})" for s in rng.sample(steps, rng.randint(4, 7))]
+        e = [(0, 1), (0, 2), (1, 3), (2, 3)] + [(k, k + 1) for k in range(3, len(g) + 1)]
+        p = list(g)
+        if rng.random() < .5: rng.shuffle(p)
+        if rng.random() < .5: p = [x.replace("Book", "Reserve") for x in p]
+        golds.append(text(g, e)); preds.append(text(p, [(k, k + 1) for k in range(len(p) + 1)]))
+    return golds, preds
+
+
 CPU = {}
 
 
@@ -114,13 +136,19 @@ def main():
     res["no_embedding_by_task_per_s"] = {t: rate(r, [x for x in rows if x[0] == t], 256) for t in ("tool_planning", "scheduling", "long_horizon")}
 
     torch.set_num_threads(2)
-    R.get_embedder("minilm").encode(["warm-up"])   # load the model once, outside the timing
+    get_embedder("minilm").encode(["warm-up"])   # load the model once, outside the timing
     for mode in ("mean", "chain", "graph"):
         rows = embedding_set(random.Random(1), 3_000)
-        r = R.UnifiedReward(tasks=["decomposition", "orchestration", "long_horizon"], embedder=R.TextEmbedder(R.get_embedder("minilm").model),
+        r = R.UnifiedReward(tasks=["decomposition", "orchestration", "long_horizon"], embedder=Embedder("minilm"),
                             orchestration_mode=mode)
         res[f"embedding_per_s_2_threads_cold_cache_{mode}"] = rate(r, rows, 256, f"embedding_per_cpu_s_cold_cache_{mode}")
         res[f"embedding_per_s_2_threads_warm_cache_{mode}"] = rate(r, rows, 256)
+    golds, preds = worfbench_set(random.Random(2), 200)
+    for exact in (True, False):
+        t0, c0 = time.perf_counter(), time.process_time()
+        for mode in ("chain", "graph"): worfbench_score(golds, preds, mode, Embedder("minilm"), exact=exact)
+        res[f"worfbench_items_per_s_2_threads_{'exact' if exact else 'cached'}"] = 2 * len(golds) / (time.perf_counter() - t0)
+        CPU[f"worfbench_items_per_cpu_s_{'exact' if exact else 'cached'}"] = 2 * len(golds) / (time.process_time() - c0)
     res["load_average_after"] = os.getloadavg()[0]
     res["per_cpu_second"] = CPU   # 2 threads: wall-clock rate on an idle 2-core machine is up to 2x these
     for k, v in res.items(): print(f"{k}: {v if not isinstance(v, float) else round(v)}")
