@@ -6,14 +6,15 @@ Docs: https://magicagent.github.io/magicagent/cli.html.md"""
 
 # %% ../nbs/05_cli.ipynb #bf7bc4b2
 from __future__ import annotations
-import argparse, sys
+import argparse, difflib, importlib, sys
 from pathlib import Path
 from .profiles import PROFILES, add_profile_args, profile_values
 
 # %% auto #0
 __all__ = ['COMMANDS', 'SYNTH_TASKS', 'SCHEDULING_SUBTASKS', 'SCORE_PARSERS', 'Parser', 'count', 'number', 'existing', 'out_dir',
            'command', 'parse', 'entry', 'fail', 'synth_parser', 'select_parser', 'score_parser', 'serve_parser',
-           'sft_parser', 'grpo_parser', 'evaluate_parser', 'run_parser', 'profiles_parser', 'readme_parser']
+           'sft_parser', 'grpo_parser', 'evaluate_parser', 'run_parser', 'profiles_parser', 'readme_parser', 'usage',
+           'main']
 
 # %% ../nbs/05_cli.ipynb #801edb42
 class Parser(argparse.ArgumentParser):
@@ -69,7 +70,7 @@ COMMANDS = {}
 
 def command(name:str, # the verb
             help:str, # its line in `magicagent --help`
-            target:str|None=None # `module:function(args)` doing the work (None: the pipeline handles it)
+            target:str           # `module:function(args)` doing the work, imported once the arguments have parsed
            ):
     "Register a parser builder for `magicagent NAME`."
     def deco(build):
@@ -227,7 +228,7 @@ def evaluate_parser():
     return p
 
 # %% ../nbs/05_cli.ipynb #24ab8654
-@command("run", "execute the notebooks with papermill at a profile's scale")
+@command("run", "execute the notebooks with papermill at a profile's scale", "magicagent.pipeline:run_cmd")
 def run_parser():
     p = Parser(prog="magicagent run", description="Execute the notebooks of nbs/ in order with papermill at a profile's scale; "
                "executed copies go to papermill_runs/<profile>/. A notebook already run with the same source and parameters is skipped.")
@@ -240,12 +241,35 @@ def run_parser():
     p.add_argument("--nbs", default=None, help="the notebooks' directory (default: the project's nbs/)")
     return p
 
-@command("profiles", "list the run profiles, or show one")
+@command("profiles", "list the run profiles, or show one", "magicagent.pipeline:profiles_cmd")
 def profiles_parser():
     p = Parser(prog="magicagent profiles", description="List the run profiles of settings.ini, or show one profile's values.")
     p.add_argument("name", nargs="?", help="a profile to show (smoke, cpu, gpu, full)")
     return p
 
-@command("readme", "render README.md from nbs/index.ipynb")
+@command("readme", "render README.md from nbs/index.ipynb", "magicagent.pipeline:readme_cmd")
 def readme_parser():
     return Parser(prog="magicagent readme", description="Render README.md beside nbs/ from the markdown cells of nbs/index.ipynb.")
+
+# %% ../nbs/05_cli.ipynb #776b1db0
+def usage() -> str:
+    "The text of `magicagent --help`."
+    w = max(map(len, COMMANDS)) + 2
+    return ("usage: magicagent COMMAND [options]   (magicagent COMMAND --help for a command's options)\n\ncommands:\n"
+            + "\n".join(f"  {k:<{w}}{c['help']}" for k, c in COMMANDS.items()))
+
+def main(argv:list|None=None) -> int:
+    "The `magicagent` command: exit code 0 on success, 2 on bad input (one line on stderr), 1 when a run fails."
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"): print(usage()); return 0
+    cmd, rest = argv[0], argv[1:]
+    if cmd not in COMMANDS:
+        near = difflib.get_close_matches(cmd, COMMANDS, n=1)
+        print(f"magicagent: error: unknown command {cmd!r}" + (f"; did you mean {near[0]!r}?" if near else "") + "; run `magicagent --help`", file=sys.stderr)
+        return 2
+    try: a = parse(cmd, rest)
+    except SystemExit as e: return int(e.code or 0)          # --help (0) or a usage error, already printed (2)
+    mod, fn = COMMANDS[cmd]["target"].split(":")
+    try: f = getattr(importlib.import_module(mod), fn)
+    except (ModuleNotFoundError, AttributeError) as e: return fail(cmd, f"the command is not available in this install ({e})")
+    return int(f(a) or 0)

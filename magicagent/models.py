@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 import numpy as np
+import magicagent
 from .core import Sample, atomic_open, write_json
 
 # %% auto #0
@@ -39,7 +40,6 @@ def _package_dir(pkg:str, pip_name:str) -> Path:
 
 # %% ../nbs/02_models.ipynb #a9dd46e0
 def _tokenizer_dir() -> Path:
-    import magicagent
     return Path(magicagent.__file__).parent / "data" / "smollm2_tokenizer"
 
 def smollm2_tokenizer():

@@ -6,17 +6,21 @@ Docs: https://magicagent.github.io/magicagent/pipeline.html.md"""
 
 # %% ../nbs/90_pipeline.ipynb #203a47a7
 from __future__ import annotations
-import hashlib, importlib, json, logging, os, shlex, subprocess, sys, time
+import contextlib, hashlib, importlib, json, logging, os, shlex, subprocess, sys, tempfile, time
 from pathlib import Path
+import papermill as pm
+from jupyter_client.manager import AsyncKernelManager
+from traitlets import CaselessStrEnum
 from .core import write_json, atomic_open
-from .profiles import (find_settings, load_profile, profile_names, set_values, find_nbs_dir, config_path,
+from .profiles import (find_settings, load_profile, profile_names, set_values, check_value, find_nbs_dir, config_path,
                                  mixed_precision, _kv)
-from .cli import COMMANDS, parse
+from .cli import COMMANDS, entry, fail, main, parse
 
 # %% auto #0
-__all__ = ['STAGES', 'list_notebooks', 'select_notebooks', 'NotebookFailed', 'declared_parameters', 'quiet_zmq_tracebacks',
-           'execute_notebook', 'run_pipeline', 'launch_command', 'stream', 'stage_sets', 'run_stage', 'sbatch_script',
-           'render_readme', 'run_cmd', 'run_main', 'usage', 'main']
+__all__ = ['KERNEL_ENV', 'STAGES', 'list_notebooks', 'select_notebooks', 'NotebookFailed', 'declared_parameters',
+           'quiet_zmq_tracebacks', 'IPCKernelManager', 'kernel_env', 'execute_notebook', 'git_state', 'read_status',
+           'write_status', 'run_pipeline', 'launch_command', 'stream', 'stage_sets', 'run_stage', 'sbatch_script',
+           'render_readme', 'run_cmd', 'run_main', 'profiles_cmd', 'readme_cmd']
 
 # %% ../nbs/90_pipeline.ipynb #8ae8e92b
 def list_notebooks(nbs_dir:str|Path) -> list:
@@ -77,15 +81,41 @@ def quiet_zmq_tracebacks():
     "Keep tornado's log of a failed ZMQ callback (papermill's kernel client, when its kernel dies) to one line."
     logging.getLogger("tornado.general").addFilter(_ZMQ_ERRORS)    # the same filter once, however often called
 
+class _KnownParameters(logging.Filter):
+    "Papermill's own guesses about a parameters cell (it cannot parse comments with `=` or brackets): the runner has read the cell with `ast`."
+    def filter(self, record):
+        return not str(record.msg).startswith(("Unable to parse line", "Passed unknown parameter"))
+
+_PARAMETERS = _KnownParameters()
+
+class IPCKernelManager(AsyncKernelManager):
+    "A kernel on local IPC sockets: nothing listens on TCP, and the kernel has nothing to warn about."
+    transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+
+KERNEL_ENV = {"TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error",
+              "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
+
+@contextlib.contextmanager
+def kernel_env(extra:dict|None=None):
+    "The environment a pipeline kernel starts with: no progress bars (the runner shows its own), no library chatter, the hub offline unless said otherwise."
+    saved = {k: os.environ.get(k) for k in {**KERNEL_ENV, **(extra or {})}}
+    os.environ.update({**KERNEL_ENV, **(extra or {})})
+    try: yield
+    finally:
+        for k, v in saved.items():
+            if v is None: os.environ.pop(k, None)
+            else: os.environ[k] = v
+
 def execute_notebook(nb_path:Path, out_path:Path, params:dict, cwd:Path, fp:str, log_output:bool=False):
     "Execute one notebook with papermill into `out_path` (atomically); raise `NotebookFailed` naming the cell."
-    import papermill as pm
     quiet_zmq_tracebacks()
+    logging.getLogger("papermill").addFilter(_PARAMETERS)
     tmp = out_path.with_name(f".{out_path.name}.running.ipynb")
     t0 = time.time()
     try:
-        pm.execute_notebook(str(nb_path), str(tmp), parameters=params, cwd=str(cwd), kernel_name="python3", language="python",
-                            progress_bar=False, log_output=log_output, report_mode=False)
+        with tempfile.TemporaryDirectory(prefix="mk-") as rt, kernel_env({"JUPYTER_RUNTIME_DIR": rt}):   # the IPC sockets live there
+            pm.execute_notebook(str(nb_path), str(tmp), parameters=params, cwd=str(cwd), kernel_name="python3", language="python",
+                                progress_bar=False, log_output=log_output, report_mode=False, kernel_manager_class=IPCKernelManager)
     except pm.PapermillExecutionError as e:
         failed = out_path.with_name(out_path.stem + ".failed.ipynb")
         idx, first = e.cell_index, ""
@@ -112,6 +142,29 @@ def execute_notebook(nb_path:Path, out_path:Path, params:dict, cwd:Path, fp:str,
     if failed.exists(): failed.unlink()
 
 # %% ../nbs/90_pipeline.ipynb #1ef7b480
+def git_state(root:str|Path) -> dict:
+    "`{'commit': HEAD's sha, 'dirty': uncommitted changes under nbs/, magicagent/ or settings.ini}` of the checkout at `root` (None where git is unavailable)."
+    def git(*a):
+        r = subprocess.run(["git", "-C", str(root), *a], capture_output=True, text=True)
+        return r.stdout.strip() if r.returncode == 0 else None
+    commit = git("rev-parse", "HEAD")
+    dirty = git("status", "--porcelain", "--", "nbs", "magicagent", "settings.ini")
+    return {"commit": commit, "dirty": None if dirty is None else bool(dirty)}
+
+def read_status(out_dir:Path, names:list) -> dict:
+    "The per-notebook entries of an earlier `status.json` in `out_dir` (for the notebooks that still exist)."
+    try: old = json.loads((Path(out_dir) / "status.json").read_text()).get("notebooks", {})
+    except (FileNotFoundError, json.JSONDecodeError, AttributeError): return {}
+    return {n: v for n, v in old.items() if n in names and isinstance(v, dict)}
+
+def write_status(out_dir:Path, profile:str, values:dict, record:dict):
+    "Write `status.json`: the profile, its values, and per notebook its status, wall time and commit."
+    done = [v for v in record.values() if v.get("status") == "completed"]
+    write_json(Path(out_dir) / "status.json", {"profile": profile, "params": values, "notebooks": dict(sorted(record.items())),
+                                               "total_seconds": round(sum(v.get("seconds", 0) for v in done), 1),
+                                               "commits": sorted({v.get("commit") or "" for v in done})})
+
+# %% ../nbs/90_pipeline.ipynb #8d7a550f
 def run_pipeline(profile:str="smoke",      # a profile of settings.ini
                  only:list|None=None,      # run just these notebooks (names or numbers)
                  start:str|None=None,      # first notebook of the range
@@ -126,13 +179,17 @@ def run_pipeline(profile:str="smoke",      # a profile of settings.ini
     from tqdm.auto import tqdm
     nbs_dir = Path(nbs_dir).resolve() if nbs_dir else find_nbs_dir()
     if "profile" in (params or {}): raise ValueError("-p profile: choose the profile with --profile")
-    values = {**load_profile(profile, settings or find_settings(nbs_dir)), **(params or {})}
+    base = load_profile(profile, settings or find_settings(nbs_dir))
     every = list_notebooks(nbs_dir)
     names = select_notebooks(every, only, start, stop)
     declared = {n: declared_parameters(nbs_dir / f"{n}.ipynb") for n in every}
-    known = set().union(*(declared[n] | (set(values) if "overrides" in declared[n] else set()) for n in names)) if names else set()
-    unused = sorted(set(params or {}) - known)
-    if unused: raise ValueError(f"-p {', '.join(unused)}: no selected notebook has such a parameter; known: {', '.join(sorted(known))}")
+    values = {**base, **{k: check_value(k, v, base[k], "-p") if k in base else v for k, v in (params or {}).items()}}
+    takes = lambda n, k: k in declared[n] or ("overrides" in declared[n] and k in base)
+    for k in sorted(params or {}):
+        if any(takes(n, k) for n in names): continue
+        others = [n for n in every if takes(n, k)]
+        raise ValueError(f"-p {k}: no selected notebook has such a parameter ({', '.join(names) or 'none selected'}); "
+                         + (f"it is taken by {', '.join(others)}" if others else "no notebook and no profile value has that name"))
     out_dir = Path(out_dir) if out_dir else nbs_dir.parent / "papermill_runs" / profile
     out_dir.mkdir(parents=True, exist_ok=True)
     run_dir = (nbs_dir / str(values.get("run_root") or "../runs")).resolve() / profile   # the notebooks' default root
@@ -141,16 +198,22 @@ def run_pipeline(profile:str="smoke",      # a profile of settings.ini
         mine[name] = {k: v for k, v in values.items() if k in declared[name]}
         if "overrides" in declared[name]: mine[name]["overrides"] = {k: v for k, v in values.items() if k not in declared[name]}
         fps[name] = fp = _fingerprint(nbs_dir / f"{name}.ipynb", mine[name], fp)  # chained over every notebook
-    status, upstream_ran = {}, False
+    status, upstream_ran, state = {}, False, git_state(nbs_dir.parent)
+    record = read_status(out_dir, every)
     bar = tqdm(names, desc=f"run {profile}", disable=not progress, unit="nb")
     for name in bar:
         bar.set_postfix_str(name)
         out = out_dir / f"{name}.ipynb"
         gone = "run_root" in declared[name] and not run_dir.exists()
         if not (force or upstream_ran or gone) and _done(out, fps[name]): status[name] = "skipped"; continue
-        execute_notebook(nbs_dir / f"{name}.ipynb", out, mine[name], nbs_dir, fps[name])
+        try: execute_notebook(nbs_dir / f"{name}.ipynb", out, mine[name], nbs_dir, fps[name])
+        except NotebookFailed:
+            record[name] = {"status": "failed", **state}; write_status(out_dir, profile, values, record); raise
+        secs = json.loads(out.read_text())["metadata"]["magicagent"]["seconds"]
+        record[name] = {"status": "completed", "seconds": secs, **state}
+        write_status(out_dir, profile, values, record)
         status[name], upstream_ran = "ran", True
-    write_json(out_dir / "status.json", {"profile": profile, "params": values, "notebooks": status})
+    write_status(out_dir, profile, values, record)
     return status
 
 # %% ../nbs/90_pipeline.ipynb #bc602297
@@ -247,45 +310,25 @@ def run_cmd(a) -> int:
         for k, v in params.items():       # paths given here are relative to this directory, not to nbs/
             if isinstance(v, str) and (k == "run_root" or Path(v).expanduser().exists()): params[k] = str(Path(v).expanduser().resolve())
         st = run_pipeline(a.profile, a.only, a.start, a.stop, params, a.force, a.nbs)
-    except (ValueError, FileNotFoundError) as e: print(f"magicagent run: error: {e}", file=sys.stderr); return 2
+    except (ValueError, FileNotFoundError) as e: return fail("run", e)
     except NotebookFailed as e: print(f"magicagent run: error: {e}", file=sys.stderr); return 1
     print(json.dumps(st, indent=1)); return 0
 
 def run_main(argv:list|None=None) -> int:
     "Entry point of `magicagent run`."
-    return run_cmd(parse("run", argv))
+    return entry("run", run_cmd, argv)
 
-def usage() -> str:
-    "The text of `magicagent --help`."
-    w = max(map(len, COMMANDS)) + 2
-    return ("usage: magicagent COMMAND [options]   (magicagent COMMAND --help for a command's options)\n\ncommands:\n"
-            + "\n".join(f"  {k:<{w}}{c['help']}" for k, c in COMMANDS.items()))
+def profiles_cmd(a) -> int:
+    "`magicagent profiles [NAME]`: the profiles' names, or one profile's values."
+    try: print(json.dumps(load_profile(a.name), indent=1) if a.name else "\n".join(profile_names()))
+    except (ValueError, FileNotFoundError) as e: return fail("profiles", e)
+    return 0
 
-def main(argv:list|None=None) -> int:
-    "The `magicagent` command."
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"): print(usage()); return 0
-    cmd, rest = argv[0], argv[1:]
-    if cmd not in COMMANDS:
-        import difflib
-        near = difflib.get_close_matches(cmd, COMMANDS, n=1)
-        print(f"magicagent: error: unknown command {cmd!r}" + (f"; did you mean {near[0]!r}?" if near else "") + "; run `magicagent --help`", file=sys.stderr)
-        return 2
-    try: a = parse(cmd, rest)
-    except SystemExit as e: return int(e.code or 0)          # --help (0) or a usage error, already printed (2)
-    if cmd == "run": return run_cmd(a)
-    if cmd == "readme": print(render_readme()); return 0
-    if cmd == "profiles":
-        try:
-            if a.name: print(json.dumps(load_profile(a.name), indent=1))
-            else: print("\n".join(profile_names()))
-        except (ValueError, FileNotFoundError) as e: print(f"magicagent profiles: error: {e}", file=sys.stderr); return 2
-        return 0
-    mod, fn = COMMANDS[cmd]["target"].split(":")
-    try: f = getattr(importlib.import_module(mod), fn)
-    except (ModuleNotFoundError, AttributeError) as e:
-        print(f"magicagent {cmd}: error: the command is not available in this install ({e})", file=sys.stderr); return 2
-    return int(f(a) or 0)
+def readme_cmd(a) -> int:
+    "`magicagent readme`: render README.md from nbs/index.ipynb."
+    try: print(render_readme())
+    except FileNotFoundError as e: return fail("readme", e)
+    return 0
 
 # %% ../nbs/90_pipeline.ipynb #0dc57df4
 import builtins

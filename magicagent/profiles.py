@@ -8,6 +8,7 @@ Docs: https://magicagent.github.io/magicagent/profiles.html.md"""
 from __future__ import annotations
 import configparser, os
 from pathlib import Path
+import magicagent
 from .core import RunDir
 from .models import fast_bf16
 
@@ -18,6 +19,8 @@ __all__ = ['PROFILES', 'CONFIGS', 'find_settings', 'parse_value', 'profile_names
 
 # %% ../nbs/04_profiles.ipynb #22e2f379
 PROFILES = ("smoke", "cpu", "gpu", "full")
+
+def _package_dir() -> Path: return Path(magicagent.__file__).parent
 _BOOLS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
 
 def find_settings(start:str|Path|None=None # where to start looking (default: the current directory)
@@ -28,7 +31,7 @@ def find_settings(start:str|Path|None=None # where to start looking (default: th
     for d in [p, *p.parents]:
         f = d / "settings.ini"
         if f.exists() and "[smoke]" in f.read_text(): return f
-    return Path(__file__).parent / "configs" / "settings.ini"
+    return _package_dir() / "configs" / "settings.ini"
 
 def parse_value(v:str):
     "Type a profile value: int, float, bool (true/false, yes/no, on/off), None (empty) or str."
@@ -146,7 +149,7 @@ CONFIGS = {"zero2": "ds_zero2.json", "zero3": "ds_zero3.json", "slurm": "full.sb
 def config_path(name:str # `zero2`, `zero3`, `slurm`, or a file name under `magicagent/configs/`
                ) -> Path:
     "A shipped config file."
-    d = Path(__file__).parent / "configs"
+    d = _package_dir() / "configs"
     f = d / CONFIGS.get(name, name)
     if not f.is_file(): raise FileNotFoundError(f"no shipped config {name!r} in {d} (known: {', '.join(CONFIGS)})")
     return f

@@ -149,7 +149,7 @@ def test_cli_batches_from_the_profile(split, tmp_path):
     bad = subprocess.run(cmd[:-1] + ["eval_batch_tokens=many"], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "eval_batch_tokens" in bad.stderr
     zero = subprocess.run(cmd + ["--batch-size", "0"], capture_output=True, text=True, timeout=300)
-    assert zero.returncode == 2 and "batch size must be at least 1" in zero.stderr
+    assert zero.returncode == 2 and "--batch-size: must be at least 1" in zero.stderr
 
 
 def test_cli(split, tmp_path):

@@ -80,7 +80,7 @@ def test_launch_command_and_configs():
 
 def test_unknown_override_is_an_error_and_only_declared_values_pass(project):
     r = cli("run", "--profile", "smoke", "--nbs", str(project / "nbs"), "-p", "n_per_taks=3")
-    assert r.returncode == 1 and "n_per_taks" in r.stderr and "no selected notebook has such a parameter" in r.stderr
+    assert r.returncode == 2 and "n_per_taks" in r.stderr and "no selected notebook has such a parameter" in r.stderr
     (project / "settings.ini").write_text("[DEFAULT]\nx = 1\nunrelated = 1\n[smoke]\nx = 2\n")
     assert json.loads(cli("run", "--profile", "smoke", "--nbs", str(project / "nbs")).stdout)["00_core"] == "ran"
     (project / "settings.ini").write_text("[DEFAULT]\nx = 1\nunrelated = 2\n[smoke]\nx = 2\n")
@@ -96,7 +96,7 @@ def test_a_change_upstream_reruns_what_follows(project):
     r = cli("run", "--nbs", nbs, "-p", f"out={project / 'o.txt'}", "--only", "10", "0")
     assert list(json.loads(r.stdout)) == ["00_core", "10_second"]
     r = cli("run", "--nbs", nbs, "--from", "10", "--to", "0")
-    assert r.returncode == 1 and "--from 10 comes after --to 0" in r.stderr
+    assert r.returncode == 2 and "--from 10 comes after --to 0" in r.stderr
 
 
 def test_a_deleted_run_directory_reruns_the_notebooks_using_it(project):
@@ -137,9 +137,9 @@ def test_yes_no_on_off_are_booleans_and_bad_profiles_are_errors(project):
     v = load_profile("smoke", project / "settings.ini")
     assert (v["a"], v["b"], v["c"], v["x"]) == (False, True, True, 2)
     r = cli("run", "--profile", "smok", "--nbs", str(project / "nbs"))
-    assert r.returncode == 1 and "unknown profile 'smok'" in r.stderr and not (project / "papermill_runs/smok").exists()
+    assert r.returncode == 2 and "unknown profile 'smok'" in r.stderr and not (project / "papermill_runs/smok").exists()
     r = cli("run", "--nbs", str(project / "nbs"), "-p", "profile=cpu")
-    assert r.returncode == 1 and "--profile" in r.stderr
+    assert r.returncode == 2 and "--profile" in r.stderr
     r = cli("profiles", "smok"); assert r.returncode == 2 and "unknown profile" in r.stderr and "Traceback" not in r.stderr
 
 
