@@ -273,3 +273,6 @@ def main(argv:list|None=None) -> int:
     try: f = getattr(importlib.import_module(mod), fn)
     except (ModuleNotFoundError, AttributeError) as e: return fail(cmd, f"the command is not available in this install ({e})")
     return int(f(a) or 0)
+
+# %% ../nbs/05_cli.ipynb #bca61492
+if __name__ == "__main__" and not hasattr(__import__("builtins"), "get_ipython"): sys.exit(main())

@@ -16,7 +16,7 @@ from .core import STATIC_TASKS, RunDir, Sample, read_jsonl, write_json, seed_eve
 from .profiles import config_path, mixed_precision, pin_mixed_precision, profile_flag, run_dir, typed
 from .models import build_tiny_random, drop_too_long, load_causal_lm, load_tokenizer
 from .rewards import GoldError, UnifiedReward, check_gold, grpo_rows
-from .training import last_checkpoint, training_dtype, training_records
+from .training import last_checkpoint, quiet_logs, training_dtype, training_records
 from .cli import entry, fail
 
 # %% auto #0
@@ -137,8 +137,8 @@ def build_grpo_trainer(values:dict, samples:list, output_dir:str|Path, model_nam
     pin_mixed_precision(values)
     args = GRPOConfig(**grpo_args(values, output_dir, **overrides))   # first: under ZeRO-3 the model then loads partitioned
     model, tok = load_causal_lm(model_name, dtype=training_dtype(values)), load_tokenizer(model_name)
-    return GRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=Dataset.from_list(rows),
-                       processing_class=tok, callbacks=callbacks)
+    return quiet_logs(GRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=Dataset.from_list(rows),
+                                  processing_class=tok, callbacks=callbacks))
 
 def reward_curves(log_history:list) -> dict:
     "Per-step series from the trainer's logs: `reward`, `kl`, and every `reward/<task>/<component>`."

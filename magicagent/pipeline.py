@@ -241,7 +241,7 @@ def launch_command(stage:str,            # a training stage of `STAGES`
         cmd += ["--use_deepspeed", "--deepspeed_config_file", str(config_path(values["deepspeed"]))]
         # one `accelerate launch` per node (full.sbatch's srun), not accelerate's default pdsh fan-out over ssh
         if nodes > 1: cmd += ["--deepspeed_multinode_launcher", "standard"]
-    cmd += ["-m", "magicagent.pipeline", stage, "--profile", values.get("profile", "smoke")]
+    cmd += ["-m", "magicagent.cli", stage, "--profile", values.get("profile", "smoke")]
     return cmd + list(extra or [])
 
 # %% ../nbs/90_pipeline.ipynb #42179270
@@ -286,6 +286,9 @@ def sbatch_script(stage:str, values:dict) -> str:
     "The SLURM batch script that runs `stage` with the profile `values` (4 nodes × 8 GPUs for `full`)."
     tmpl = config_path("slurm").read_text()
     cmd = launch_command(stage, {**values, "num_gpus": values.get("num_gpus")}, [])
+    if "--deepspeed_config_file" in cmd:        # the path where the cluster installed the package, not this machine's
+        i = cmd.index("--deepspeed_config_file") + 1
+        cmd[i] = f"${{MAGICAGENT_CONFIGS}}/{Path(cmd[i]).name}"
     return tmpl.format(job=f"magicagent-{stage}", nodes=values.get("num_nodes") or 1,
                        gpus_per_node=values.get("gpus_per_node") or values.get("num_gpus") or 1,
                        command=" ".join(c if c.startswith("${") else shlex.quote(c) for c in cmd))

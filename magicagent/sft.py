@@ -16,7 +16,7 @@ from trl.chat_template_utils import get_training_chat_template
 from .core import RunDir, Sample, read_jsonl, write_json, seed_everything
 from .profiles import config_path, mixed_precision, pin_mixed_precision, profile_flag, run_dir, typed
 from .models import chat_lengths
-from .training import last_checkpoint, load_policy, training_records
+from .training import last_checkpoint, load_policy, quiet_logs, training_records
 from .cli import entry, fail
 
 # %% auto #0
@@ -123,7 +123,7 @@ def build_sft_trainer(values:dict, samples:list, output_dir:str|Path, model_name
     lens = chat_lengths(rows, tok)
     keep = [r for r, n in zip(rows, lens) if n <= args.max_length]          # a cut sample loses its answer's end
     if not keep: raise ValueError(f"every one of the {len(rows)} samples is longer than max_seq_length={args.max_length} tokens")
-    tr = (trainer_cls or DataOrderTrainer)(model=model, args=args, train_dataset=Dataset.from_list(keep), processing_class=tok, callbacks=callbacks)
+    tr = quiet_logs((trainer_cls or DataOrderTrainer)(model=model, args=args, train_dataset=Dataset.from_list(keep), processing_class=tok, callbacks=callbacks))
     tr.original_chat_template, tr.dropped_too_long = original, len(rows) - len(keep)
     if tr.dropped_too_long: print(f"sft: {tr.dropped_too_long} of {len(rows)} samples are longer than max_seq_length={args.max_length} tokens; left out", file=sys.stderr)
     return tr

@@ -8,12 +8,13 @@ Docs: https://magicagent.github.io/magicagent/training.html.md"""
 from __future__ import annotations
 from pathlib import Path
 from peft import LoraConfig, get_peft_model
+from transformers import PrinterCallback, ProgressCallback, TrainerCallback
 from .core import RunDir, read_jsonl
 from .profiles import mixed_precision
 from .models import load_causal_lm, load_tokenizer
 
 # %% auto #0
-__all__ = ['training_records', 'last_checkpoint', 'training_dtype', 'load_policy']
+__all__ = ['training_records', 'last_checkpoint', 'training_dtype', 'load_policy', 'StepLog', 'quiet_logs']
 
 # %% ../nbs/29_training.ipynb #5dbf5ec6
 def training_records(rd:RunDir # the run directory
@@ -48,3 +49,32 @@ def load_policy(name:str,     # registry name, hub id or local path
                          target_modules="all-linear", task_type="CAUSAL_LM")
         model = get_peft_model(model, cfg)
     return model, tok
+
+# %% ../nbs/29_training.ipynb #bdefa38d
+class StepLog(TrainerCallback):
+    "One line every `every` optimiser steps (default: about ten lines a run) with the logged values named in `keys`."
+    def __init__(self, every:int|None=None, keys:tuple=("loss", "reward", "kl", "learning_rate")):
+        self.every, self.keys, self.lines = every, keys, []
+    def on_train_begin(self, args, state, control, **kw):
+        if self.every is None: self.every = max(1, (state.max_steps or 10) // 10)
+    def on_log(self, args, state, control, logs=None, **kw):
+        if not state.is_world_process_zero or not logs: return
+        step = state.global_step
+        if step % (self.every or 1) and step != state.max_steps: return
+        parts = [f"{k} {logs[k]:.4g}" for k in self.keys if isinstance(logs.get(k), (int, float))]
+        if not parts: return
+        line = f"step {step}/{state.max_steps}: " + ", ".join(parts)
+        self.lines.append(line); print(line, flush=True)
+
+class _QuietBar(ProgressCallback):
+    "transformers' progress bar without its writing of every log dict."
+    def on_log(self, args, state, control, logs=None, **kw): pass
+
+def quiet_logs(trainer,               # a transformers/TRL `Trainer`
+               every:int|None=None    # steps between lines (default: about ten a run)
+              ):
+    "Replace the Trainer's per-step log printing with `StepLog` (the progress bar, where there is one, stays)."
+    trainer.remove_callback(PrinterCallback)
+    if trainer.pop_callback(ProgressCallback) is not None: trainer.add_callback(_QuietBar)
+    trainer.add_callback(StepLog(every))
+    return trainer

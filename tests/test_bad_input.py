@@ -11,7 +11,7 @@ SAMPLES = ROOT / "data_samples"
 
 def cli(*args, cwd=None, timeout=300):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
-    return subprocess.run([sys.executable, "-m", "magicagent.pipeline", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "magicagent.cli", *map(str, args)], capture_output=True, text=True,
                           cwd=cwd or ROOT, timeout=timeout, env=env)
 
 
@@ -124,7 +124,7 @@ def test_a_killed_synthesis_resumes_without_losing_the_earlier_file(ws, tmp_path
     out = tmp_path / "o"
     assert cli("synth", "--task", "orchestration", "--n", "3", "--out", out, "--no-progress").returncode == 0
     first = (out / "orchestration.jsonl").read_bytes()
-    p = subprocess.Popen([sys.executable, "-m", "magicagent.pipeline", "synth", "--task", "orchestration", "--n", "2000", "--out", str(out),
+    p = subprocess.Popen([sys.executable, "-m", "magicagent.cli", "synth", "--task", "orchestration", "--n", "2000", "--out", str(out),
                           "--force", "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try: p.wait(timeout=4)
     except subprocess.TimeoutExpired: p.send_signal(signal.SIGINT); p.wait(timeout=60)      # Ctrl-C midway

@@ -44,7 +44,7 @@ def test_full_profile_matches_table8(tmp_path):
     arg = lambda k: cmd[cmd.index(k) + 1]
     assert (arg("--num_processes"), arg("--num_machines"), arg("--mixed_precision")) == ("32", "4", "bf16")
     assert "--use_deepspeed" in cmd and Path(arg("--deepspeed_config_file")) == config_path("zero3")
-    assert cmd[-5:] == ["-m", "magicagent.pipeline", "grpo", "--profile", "full"]
+    assert cmd[-5:] == ["-m", "magicagent.cli", "grpo", "--profile", "full"]
     kw = grpo.grpo_args(v, tmp_path)
     assert kw["deepspeed"] == str(config_path("zero3"))
     try:

@@ -70,7 +70,7 @@ def test_launch_command_and_configs():
     assert kv["--deepspeed_multinode_launcher"] == "standard"       # one launch per node under srun, no pdsh
     ds = json.loads(Path(kv["--deepspeed_config_file"]).read_text())
     assert ds["zero_optimization"]["stage"] == 3 and ds["bf16"]["enabled"] == "auto"
-    assert cmd[-5:] == ["-m", "magicagent.pipeline", "sft", "--profile", "full"]
+    assert cmd[-5:] == ["-m", "magicagent.cli", "sft", "--profile", "full"]
     assert json.loads(config_path("zero2").read_text())["zero_optimization"]["stage"] == 2
     one = launch_command("grpo", {**load_profile("gpu"), "num_gpus": 2})
     assert "--multi_gpu" in one and "--use_deepspeed" not in one
