@@ -232,7 +232,7 @@ def seed_everything(seed:int):
         import torch; torch.manual_seed(seed)
 
 # %% ../nbs/00_core.ipynb #aa44fafa
-STAGES = ("synth", "select", "sft", "grpo", "xpo", "moe", "eval", "report")
+STAGES = ("synth", "select", "sft", "grpo", "envs", "xpo", "moe", "eval", "results", "report")
 
 class RunDir:
     "The layout of `runs/<profile>/`."
@@ -246,6 +246,9 @@ class RunDir:
         if mkdir: p.mkdir(parents=True, exist_ok=True)
         return p
     def synth_file(self, task:str) -> Path: return self.stage("synth") / f"{check_task(task)}.jsonl"
+    def results(self, table:str) -> Path:
+        "Where a result table a later stage or a reader needs goes: `results/<table>.json` (a JSON list of plain rows)."
+        return self.stage("results") / f"{table}.json"
     def eval_dir(self, model:str) -> Path:
         p = self.stage("eval") / model.replace("/", "__"); p.mkdir(parents=True, exist_ok=True); return p
     def __repr__(self): return f"RunDir({str(self.root)!r})"
