@@ -21,7 +21,8 @@ from .cli import entry, fail
 
 # %% auto #0
 __all__ = ['TASK_PROMPTS', 'rl_prompt', 'rl_rows', 'rl_records', 'grpo_records', 'drop_long_prompts', 'grpo_args',
-           'build_grpo_trainer', 'reward_curves', 'train_grpo', 'grpo_run', 'grpo_main']
+           'build_grpo_trainer', 'reward_curves', 'train_grpo', 'heldout_rows', 'magiceval_rows', 'comparison_rows',
+           'curve_rows', 'grpo_run', 'grpo_main']
 
 # %% ../nbs/42_grpo.ipynb #c199ce27
 TASK_PROMPTS = {
@@ -165,6 +166,40 @@ def train_grpo(values:dict, samples:list, output_dir:str|Path, model_name:str, r
          "args": {k: v for k, v in grpo_args(values, out, **overrides).items() if isinstance(v, (int, float, str, bool, type(None)))}}
     if tr.is_world_process_zero(): write_json(out / "metrics.json", m)
     return m
+
+# %% ../nbs/42_grpo.ipynb #d44aa655
+def heldout_rows(results:dict,  # {label: `evaluate()` result}
+                 names:dict     # {label: the model's name or path, as the report shows it}
+                ) -> list:
+    "Rows `{model, label, task, scenario, n, format, content, reward}` of the held-out evaluations (scenario `all` per task)."
+    out = []
+    for label, r in results.items():
+        for t, v in r["by_task"].items():
+            out.append({"label": label, "model": names[label], "task": t, "scenario": "all", **{k: v[k] for k in ("n", "format", "content", "reward")}})
+            for sc, w in r["by_task_scenario"].get(t, {}).items():
+                out.append({"label": label, "model": names[label], "task": t, "scenario": sc, **{k: w[k] for k in ("n", "format", "content", "reward")}})
+    return out
+
+def magiceval_rows(results:dict, names:dict) -> list:
+    "Rows `{model, label, task, scenario, metric, value, n}` of the MagicEval metrics (Tables 3–4)."
+    out = []
+    for label, r in results.items():
+        for t, m in (r.get("magiceval") or {}).items():
+            for sc, vals in [("all", m["overall"]), *m.get("by_scenario", {}).items()]:
+                out += [{"label": label, "model": names[label], "task": t, "scenario": sc, "metric": k, "value": v, "n": vals["n"]}
+                        for k, v in vals.items() if k != "n"]
+    return out
+
+def comparison_rows(cmp:dict, same:int|None=None) -> list:
+    "Rows `{task, n, better, worse, same, diff, ci_low, ci_high, level}` of `paired_comparison` (task `mean of tasks` last)."
+    rows = [{"task": t, **{k: v[k] for k in ("n", "better", "worse", "same", "diff")}, "ci_low": v["ci"][0], "ci_high": v["ci"][1], "level": cmp["level"]}
+            for t, v in [*cmp["by_task"].items(), ("mean of tasks", cmp["overall"])]]
+    if same is not None: rows[-1]["identical_answers"] = same
+    return rows
+
+def curve_rows(curves:dict) -> list:
+    "Rows `{series, step, value}` of `reward_curves`."
+    return [{"series": k, "step": st, "value": v} for k, pts in curves.items() for st, v in pts]
 
 # %% ../nbs/42_grpo.ipynb #290bb32b
 def grpo_run(a) -> int:
