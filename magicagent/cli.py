@@ -13,8 +13,8 @@ from .profiles import PROFILES, add_profile_args, profile_values
 # %% auto #0
 __all__ = ['COMMANDS', 'SYNTH_TASKS', 'SCHEDULING_SUBTASKS', 'SCORE_PARSERS', 'Parser', 'count', 'number', 'existing', 'out_dir',
            'command', 'parse', 'entry', 'fail', 'synth_parser', 'select_parser', 'score_parser', 'serve_parser',
-           'sft_parser', 'grpo_parser', 'evaluate_parser', 'run_parser', 'profiles_parser', 'readme_parser', 'usage',
-           'main']
+           'sft_parser', 'grpo_parser', 'evaluate_parser', 'report_parser', 'run_parser', 'profiles_parser',
+           'readme_parser', 'usage', 'main']
 
 # %% ../nbs/05_cli.ipynb #801edb42
 class Parser(argparse.ArgumentParser):
@@ -225,6 +225,12 @@ def evaluate_parser():
     p.add_argument("--max-new-tokens", type=count(1), default=None); p.add_argument("--no-progress", action="store_true")
     p.add_argument("--dtype", default=None, help="weights dtype for the transformers backend (default: the profile's eval_dtype)")
     p.add_argument("--against", type=existing("dir"), default=None, help="an earlier evaluation directory on the same prompts: print the paired comparison with it")
+    return p
+
+@command("report", "the paper's tables and figures from a run's results (§6)", "magicagent.experiments:report_run")
+def report_parser():
+    p = _stage("magicagent report", "Rebuild the paper's tables and figures from runs/<profile>/results/ beside the paper's numbers: report.md and PNGs.")
+    p.add_argument("--out", type=out_dir, default=None, help="default: runs/<profile>/report")
     return p
 
 # %% ../nbs/05_cli.ipynb #24ab8654
