@@ -102,10 +102,9 @@ class TaskReward:
 
 TASK_REWARDS = {}
 
-def register(task:str, **pieces) -> TaskReward:
+def register(task:str, **pieces):
     "File `task`'s reward pieces (see `TaskReward`) under its name."
     TASK_REWARDS[task] = TaskReward(**pieces)
-    return TASK_REWARDS[task]
 
 def check_gold(task:str, g:Any) -> dict:
     "`g` as a gold object with the fields `task`'s content score reads; else `GoldError` naming them."
