@@ -1,4 +1,4 @@
-"""§4.1: the NovelSum diversity metric and the greedy NovelSelect that fuses the five task pools into one SFT mix, exact and fast.
+"""§4.1: the NovelSum diversity metric, the selection of the SFT mix from the five task pools, and what the selection costs at the paper's scale.
 
 Docs: https://magicagent.github.io/magicagent/novelsum.html.md"""
 
@@ -6,27 +6,25 @@ Docs: https://magicagent.github.io/magicagent/novelsum.html.md"""
 
 # %% ../nbs/20_novelsum.ipynb #1ad47f11
 from __future__ import annotations
-import hashlib, json, math, sys, time
+import hashlib, json, math, os, resource, subprocess, sys, tempfile, time
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
 import torch
-from tqdm import tqdm
-from .core import (STATIC_TASKS, TASKS, RunDir, Sample, read_jsonl, write_jsonl, write_json,
-                             atomic_open, rng_for, record_group)
+from .core import STATIC_TASKS, RunDir, Sample, read_jsonl, write_jsonl, write_json, rng_for, record_group
+from .profiles import load_profile
+from .novelselect import (VARIANTS, TIE, Selection, check_embeddings, cosine_distance, local_density, rank_weights,
+                                    novelty, first_pick, pick, novelselect_naive, novelselect, novelselect_device, balanced_quota)
 from .models import EmbeddingStore, check_embedder, get_embedder, drop_too_long
 from .cli import entry, fail
 
 # %% auto #0
-__all__ = ['VARIANTS', 'TIE', 'record_text', 'embed_records', 'check_embeddings', 'cosine_distance', 'local_density',
-           'rank_weights', 'novelty', 'first_pick', 'pick', 'novelselect_naive', 'Selection', 'novelselect',
-           'balanced_quota', 'novelsum', 'compare_random', 'select_indices', 'select_records', 'select_run',
-           'select_main']
+__all__ = ['SWEEPS', 'GPU', 'PAIR_BYTES', 'record_text', 'embed_records', 'novelsum', 'compare_random', 'engine', 'split_select',
+           'select_indices', 'select_records', 'select_run', 'select_main', 'clustered_pool', 'measure_selection',
+           'fit_cost', 'fit_counts', 'upper_counts', 'counts_at', 'ops_per_step', 'gpu_seconds', 'selection_plan',
+           'plan_seconds']
 
 # %% ../nbs/20_novelsum.ipynb #30a9e1e2
-VARIANTS = ("paper", "reference")
-
 def record_text(rec,                # a `Sample` or a Sample dict
                 max_chars:int=2000  # truncate the view to this many characters
                ) -> str:
@@ -51,229 +49,6 @@ def embed_records(records:list,          # `Sample`s or Sample dicts
     store = EmbeddingStore(cache_dir, model) if cache_dir is not None else None
     vec = dict(zip(uniq, get_embedder(model).encode(uniq, store=store, progress=progress)))
     return np.stack([vec[t] for t in texts])
-
-# %% ../nbs/20_novelsum.ipynb #ad750397
-def check_embeddings(x,                     # (N, D) array or tensor
-                     where:str="embeddings" # name used in the error message
-                    ) -> np.ndarray:
-    "Return `x` as a float64 array, or raise `ValueError` naming the first bad row."
-    a = np.asarray(x.detach().cpu() if torch.is_tensor(x) else x, dtype=np.float64)
-    if a.ndim != 2 or a.shape[0] == 0 or a.shape[1] == 0:
-        raise ValueError(f"{where}: expected a non-empty (N, D) matrix, got shape {a.shape}")
-    bad = ~np.isfinite(a).all(1)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0]); kind = "NaN" if np.isnan(a[i]).any() else "an infinite value"
-        raise ValueError(f"{where}: row {i} contains {kind} ({int(bad.sum())} bad rows in all)")
-    zero = ~(a != 0).any(1)
-    if zero.any(): raise ValueError(f"{where}: row {int(np.flatnonzero(zero)[0])} is all zeros (no direction for a cosine distance)")
-    return a
-
-# %% ../nbs/20_novelsum.ipynb #24481066
-def cosine_distance(a:torch.Tensor, # (n, D) unit rows
-                    b:torch.Tensor  # (m, D) unit rows
-                   ) -> torch.Tensor:
-    "`1 − cos` between unit rows, clamped at 0 against rounding."
-    return (1 - a @ b.T).clamp_(min=0)
-
-def local_density(x,                  # (N, D) raw embeddings
-                  neighbors:int=10,   # K
-                  variant:str="paper",# `paper` (cosine) or `reference` (squared L2 on raw rows)
-                  chunk_bytes:int=2**27, # memory for one chunk of distances
-                  device:str="cpu"
-                 ) -> torch.Tensor:
-    "ψ(x) = 1 / (mean distance to the K nearest other distinct rows + 1e-9), float64."
-    if variant not in VARIANTS: raise ValueError(f"variant {variant!r}; expected one of {VARIANTS}")
-    x = torch.as_tensor(check_embeddings(x), device=device)
-    u, inv = torch.unique(x, dim=0, return_inverse=True)
-    n = u.shape[0]
-    if not 1 <= neighbors < n:
-        raise ValueError(f"neighbors K={neighbors} needs at least {neighbors + 1} distinct embeddings; the pool has {n}")
-    q = torch.nn.functional.normalize(u, dim=1) if variant == "paper" else u
-    sq = (u * u).sum(1)
-    out, step = torch.empty(n, dtype=u.dtype, device=device), max(1, chunk_bytes // (8 * n))
-    for s in range(0, n, step):
-        e = min(s + step, n)
-        d = cosine_distance(q[s:e], q) if variant == "paper" else (sq[s:e, None] - 2 * u[s:e] @ u.T + sq[None]).clamp_(min=0)
-        r = torch.arange(s, e, device=device)
-        d[r - s, r] = float("inf")
-        out[s:e] = d.topk(neighbors, dim=1, largest=False).values.mean(1)
-    return (1 / (out + 1e-9))[inv]
-
-# %% ../nbs/20_novelsum.ipynb #29110a27
-def rank_weights(m:int, alpha:float, dtype=torch.float64, device="cpu") -> torch.Tensor:
-    "`r^(−α)` for ranks r = 1..m."
-    return torch.arange(1, m + 1, dtype=dtype, device=device).pow(-alpha)
-
-def novelty(e:torch.Tensor,      # (N, D) unit embeddings
-            sigma:torch.Tensor,  # (N,) density factors ψ^β
-            S:list,              # selected indices, in selection order
-            idx:torch.Tensor,    # candidate indices
-            alpha:float=1.0,     # α
-            variant:str="paper"  # `paper` or `reference`
-           ) -> torch.Tensor:
-    "Exact novelty v(x) of each candidate `idx` against the selection `S`."
-    d = cosine_distance(e[idx], e[S])
-    if variant == "paper": key = d; c = d * sigma[S][None]
-    else: key = c = d * (sigma[idx][:, None] + sigma[S][None])
-    c = c.gather(1, torch.argsort(key, dim=1, stable=True))
-    v = (c * rank_weights(len(S), alpha, e.dtype, e.device)).sum(1)
-    return v / len(S) if variant == "reference" else v
-
-# %% ../nbs/20_novelsum.ipynb #325911ff
-def _prepare(x, beta, neighbors, variant, device, sigma=None):
-    if variant not in VARIANTS: raise ValueError(f"variant {variant!r}; expected one of {VARIANTS}")
-    a = check_embeddings(x)
-    e = torch.nn.functional.normalize(torch.as_tensor(a, device=device), dim=1)
-    if sigma is None: sigma = local_density(a, neighbors, variant, device=device) ** beta
-    return e, torch.as_tensor(sigma, dtype=torch.float64, device=device)
-
-def _quota(groups, quota, n, budget):
-    "Per-index group ids and the remaining quota per group (or `None`)."
-    if budget > n: raise ValueError(f"budget {budget} is larger than the pool ({n} samples)")
-    if budget < 1: raise ValueError(f"budget must be at least 1, got {budget}")
-    if quota is None: return None, None
-    if groups is None or len(groups) != n: raise ValueError(f"per-group quotas need one group label per sample ({n})")
-    names = sorted(set(groups))
-    gid = torch.tensor([names.index(g) for g in groups])
-    left = [int(quota.get(g, 0)) for g in names]
-    if sum(left) < budget: raise ValueError(f"the per-group quotas {quota} add up to {sum(left)}, less than the budget {budget}")
-    return gid, left
-
-def first_pick(n:int, seed:int, allowed=None) -> int:
-    "The seeded random first sample S_0 (among `allowed` indices if given)."
-    pool = range(n) if allowed is None else sorted(allowed)
-    return pool[rng_for(seed, "novelselect", n).randrange(len(pool))]
-
-# %% ../nbs/20_novelsum.ipynb #b621c4f8
-TIE = 1e-10
-
-def pick(v:torch.Tensor # scores (−inf for excluded candidates)
-        ) -> int:
-    "The argmax; scores within a relative `TIE` of the maximum count as tied, and the lowest index wins."
-    m = float(v.max())
-    return int(torch.nonzero(v >= m - TIE * abs(m))[0])
-
-def novelselect_naive(x,                      # (N, D) embeddings
-                      budget:int,             # samples to select
-                      alpha:float=1.0, beta:float=0.5, neighbors:int=10,
-                      variant:str="paper",    # `paper` or `reference`
-                      seed:int=0,             # seeds the first pick
-                      groups:list|None=None,  # a group label per sample (the task), for quotas
-                      quota:dict|None=None,   # group → maximum number selected
-                      sigma=None,             # precomputed density factors ψ^β
-                      chunk:int=4096, device:str="cpu", progress:bool=False) -> list:
-    "NovelSelect by recomputing every score at every step; returns indices in selection order."
-    e, sigma = _prepare(x, beta, neighbors, variant, device, sigma)
-    n = e.shape[0]; gid, left = _quota(groups, quota, n, budget)
-    allowed = None if gid is None else [i for i in range(n) if left[gid[i]] > 0]
-    S = [first_pick(n, seed, allowed)]
-    out = torch.zeros(n, dtype=torch.bool, device=device); out[S[0]] = True
-    def take(p):
-        if gid is not None:
-            g = int(gid[p]); left[g] -= 1
-            if left[g] == 0: out[(gid == g).to(device)] = True
-    take(S[0])
-    for _ in tqdm(range(budget - 1), desc="novelselect (naive)", disable=not progress, leave=False):
-        v = torch.cat([novelty(e, sigma, S, torch.arange(s, min(s + chunk, n), device=device), alpha, variant) for s in range(0, n, chunk)])
-        v[out] = -math.inf
-        p = pick(v); S.append(p); out[p] = True; take(p)
-    return S
-
-# %% ../nbs/20_novelsum.ipynb #082246db
-@dataclass
-class Selection:
-    "The result of NovelSelect."
-    indices: list                  # selected indices, in selection order
-    scores: list                   # novelty of each pick when it was picked (the novelty curve; NaN for S_0)
-    evaluations: int = 0           # exact novelty evaluations done (the naive loop does N per step)
-    stats: dict = field(default_factory=dict)
-
-# %% ../nbs/20_novelsum.ipynb #2fa3cc98
-def novelselect(x,                      # (N, D) embeddings
-                budget:int,             # samples to select
-                alpha:float=1.0,        # α, rank-weight exponent
-                beta:float=0.5,         # β, density exponent
-                neighbors:int=10,       # K, neighbours of the density
-                variant:str="paper",    # `paper` or `reference`
-                seed:int=0,             # seeds the first pick
-                groups:list|None=None,  # a group label per sample (the task), for quotas
-                quota:dict|None=None,   # group → maximum number selected
-                sigma=None,             # precomputed density factors ψ^β
-                batch:int=64,           # candidates scored exactly at once
-                bins:int=64,            # histogram bins of the `paper` rank bound
-                device:str="cpu",       # torch device
-                progress:bool=False     # show a progress bar
-               ) -> Selection:
-    "NovelSelect with bounded lazy evaluation: the same picks as `novelselect_naive`, far fewer exact scores."
-    e, sigma = _prepare(x, beta, neighbors, variant, device, sigma)
-    n = e.shape[0]; gid, left = _quota(groups, quota, n, budget)
-    allowed = None if gid is None else [i for i in range(n) if left[gid[i]] > 0]
-    p = first_pick(n, seed, allowed)
-    S, scores, evals = [], [math.nan], 0
-    ub = torch.zeros(n, dtype=torch.float64, device=device)      # upper bound on each candidate's summed novelty
-    out = torch.zeros(n, dtype=torch.bool, device=device)
-    hist = variant == "paper" and bool((sigma != sigma[0]).any())
-    if hist:  # fixed bin edges from the distances of a few seeded rows
-        g = torch.Generator().manual_seed(rng_for(seed, "bins").randrange(2**31))
-        rows = torch.randperm(n, generator=g)[:32].to(device)
-        edges = torch.quantile(cosine_distance(e[rows], e).flatten()[:2**20], torch.linspace(0, 1, bins + 1, dtype=torch.float64, device=device)[1:-1])
-        cum = torch.zeros(n, bins, dtype=torch.int32, device=device)   # cum[i, b]: selected points with d in bins ≤ b
-        ar = torch.arange(bins, device=device)
-    smin = math.inf
-    def add(p):
-        nonlocal smin
-        m = len(S); wl = (m + 1) ** -alpha
-        d = cosine_distance(e, e[p:p + 1])[:, 0]
-        if variant == "reference": ub.add_(d * (sigma + sigma[p]) * wl)
-        else:
-            smin = min(smin, float(sigma[p]))
-            if hist:
-                b = torch.bucketize(d, edges, right=True)
-                klb = torch.where(b > 0, cum.gather(1, (b - 1).clamp(min=0)[:, None])[:, 0], 0)
-                ub.add_((klb + 1).double().pow(-alpha) * (float(sigma[p]) - smin) * d + smin * d * wl)
-                cum.add_((ar[None] >= b[:, None]).int())
-            else: ub.add_(float(sigma[p]) * d * wl)
-        S.append(p); out[p] = True
-        if gid is not None:
-            gg = int(gid[p]); left[gg] -= 1
-            if left[gg] == 0: out[(gid == gg).to(device)] = True
-    add(p)
-    bar = tqdm(total=budget - 1, desc="novelselect", disable=not progress, leave=False)
-    while len(S) < budget:
-        scale = 1 / len(S) if variant == "reference" else 1.0
-        bound = torch.where(out, -math.inf, ub)
-        order = torch.argsort(bound, descending=True, stable=True).cpu()
-        bvals = bound[order.to(device)].cpu().tolist()
-        best, pos, seen, vals = -math.inf, 0, [], []
-        while pos < n and bvals[pos] > -math.inf:
-            top = bvals[pos] * scale
-            if top + 1e-9 * abs(top) + 1e-12 < best - TIE * abs(best): break   # no remaining bound can reach (or tie) the best
-            idx = order[pos:pos + batch]; idx = idx[torch.tensor(bvals[pos:pos + batch]) > -math.inf].to(device); pos += batch
-            v = novelty(e, sigma, S, idx, alpha, variant); evals += len(idx)
-            ub[idx] = v / scale
-            best = max(best, float(v.max())); seen.append(idx); vals.append(v)
-        seen, vals = torch.cat(seen), torch.cat(vals)
-        ties = seen[vals >= best - TIE * abs(best)]                        # same tie rule as `pick`
-        bi = int(ties.min())
-        scores.append(float(vals[seen == bi][0])); add(bi); bar.update(1)
-    bar.close()
-    return Selection(S, scores, evals, {"exact_per_step": evals / max(1, budget - 1), "pool": n})
-
-# %% ../nbs/20_novelsum.ipynb #bcc4e910
-def balanced_quota(groups:list, # a group label per sample
-                   budget:int   # total to select
-                  ) -> dict:
-    "Even per-group quotas summing to `budget`, capped by each group's size (remainders to groups in sorted order)."
-    size = Counter(groups)
-    if budget > sum(size.values()): raise ValueError(f"budget {budget} is larger than the pool ({sum(size.values())} samples)")
-    q, left = {g: 0 for g in sorted(size)}, budget
-    while left:
-        open_ = [g for g in q if q[g] < size[g]]
-        share = max(1, left // len(open_))
-        for g in open_:
-            t = min(share, size[g] - q[g], left); q[g] += t; left -= t
-            if not left: break
-    return q
 
 # %% ../nbs/20_novelsum.ipynb #6788ad37
 def novelsum(x,                        # (n, D) embeddings of the data set
@@ -301,14 +76,16 @@ def novelsum(x,                        # (n, D) embeddings of the data set
 
 # %% ../nbs/20_novelsum.ipynb #17aceb10
 def compare_random(x, sigma, selected, alpha=1.0, variant="paper", n_random:int=5, seed:int=0,
-                   groups=None   # a group label per sample: also draw random subsets with the selection's group counts
+                   groups=None,  # a group label per sample: also draw random subsets with the selection's group counts
+                   device="cpu"  # where the NovelSum sums run
                   ) -> dict:
     "NovelSum of the selection and of `n_random` seeded random subsets of the same size (and, with `groups`, stratified ones)."
-    sel = novelsum(x[selected], sigma[selected], alpha, variant)
+    ns = lambda idx: novelsum(x[idx], sigma[idx], alpha, variant, device=device)
+    sel = ns(selected)
     rnd = []
     for k in range(n_random):
         idx = sorted(rng_for(seed, "random-subset", k).sample(range(len(x)), len(selected)))
-        rnd.append(novelsum(x[idx], sigma[idx], alpha, variant))
+        rnd.append(ns(idx))
     out = {"novelsum_selected": sel, "novelsum_random": rnd, "novelsum_random_mean": float(np.mean(rnd)),
            "selected_beats_every_random": bool(all(sel > r for r in rnd))}
     if groups is not None:
@@ -317,34 +94,51 @@ def compare_random(x, sigma, selected, alpha=1.0, variant="paper", n_random:int=
         for k in range(n_random):
             r = rng_for(seed, "stratified-subset", k)
             idx = sorted(i for g in sorted(want) for i in r.sample(members[g], want[g]))
-            strat.append(novelsum(x[idx], sigma[idx], alpha, variant))
+            strat.append(ns(idx))
         out.update(novelsum_random_stratified=strat, novelsum_random_stratified_mean=float(np.mean(strat)),
                    selected_beats_every_stratified=bool(all(sel > r for r in strat)))
     return out
 
 # %% ../nbs/20_novelsum.ipynb #3055ee5c
+def engine(device) -> callable:
+    "The NovelSelect for `device`: the lazy host-driven loop on a CPU, the certified fixed-width steps elsewhere."
+    return novelselect if torch.device(device).type == "cpu" else novelselect_device
+
+def split_select(x, quota:dict, groups:list, sigma, seed:int=0, device="cpu", progress=False, **kw) -> Selection:
+    "One independent NovelSelect per group (its quota from its own rows, densities from the whole pool), concatenated in group order."
+    idx, scores, evals = [], [], 0
+    for g in sorted(quota):
+        if not quota[g]: continue
+        rows = [i for i, h in enumerate(groups) if h == g]
+        s = engine(device)(x[rows], quota[g], seed=seed, sigma=sigma[rows], device=device, progress=progress, **kw)
+        idx += [rows[i] for i in s.indices]; scores += s.scores; evals += s.evaluations
+    return Selection(idx, scores, evals, {"exact_per_step": evals / max(1, len(idx) - len(quota)), "pool": len(x), "split": True})
+
 def select_indices(x, budget:int, alpha=1.0, beta=0.5, neighbors=10, variant="paper", seed=0,
-                   groups=None, per_task:bool=False, n_random:int=5, device="cpu", progress=False):
+                   groups=None, per_task:bool=False, n_random:int=5, device="cpu", progress=False,
+                   split:bool=False):   # with `per_task`: one independent selection per group (`split_select`)
     "NovelSelect on an embedding matrix; returns the `Selection` and the report dict."
     t0 = time.time()
     x = check_embeddings(x)
     sigma = local_density(x, neighbors, variant, device=device) ** beta
     quota = balanced_quota(groups, budget) if per_task else None
-    sel = novelselect(x, budget, alpha, beta, neighbors, variant, seed, groups=groups, quota=quota,
-                      sigma=sigma, device=device, progress=progress)
-    sig = sigma.cpu().numpy()
+    kw = dict(alpha=alpha, beta=beta, neighbors=neighbors, variant=variant)
+    if split and quota: sel = split_select(x, quota, groups, sigma, seed, device, progress, **kw)
+    else: sel = engine(device)(x, budget, seed=seed, groups=groups, quota=quota, sigma=sigma, device=device, progress=progress, **kw)
+    t_select = time.time() - t0
     rep = {"variant": variant, "alpha": alpha, "beta": beta, "neighbors": neighbors, "seed": seed, "budget": budget,
-           "pool": len(x), "dim": int(x.shape[1]), "quota": quota,
-           **compare_random(x, sig, sel.indices, alpha, variant, n_random, seed, groups),
+           "pool": len(x), "dim": int(x.shape[1]), "quota": quota, "split": bool(split and quota), "device": str(device),
+           **compare_random(x, sigma.cpu().numpy(), sel.indices, alpha, variant, n_random, seed, groups, device),
            "novelty_curve": [None if math.isnan(s) else s for s in sel.scores],
-           "exact_evaluations_per_step": sel.stats["exact_per_step"], "seconds": round(time.time() - t0, 3)}
+           "exact_evaluations_per_step": sel.stats["exact_per_step"], "select_seconds": round(t_select, 3),
+           "seconds": round(time.time() - t0, 3)}
     if groups is not None: rep["selected_per_group"] = dict(sorted(Counter(str(groups[i]) for i in sel.indices).items()))
     return sel, rep
 
 def select_records(records:list, budget:int, model:str="minilm", cache_dir=None, per_task:bool=False,
                    progress:bool=False,
                    by_subtask:bool=False, # with `per_task`: balance over task/subtask groups
-                   **kw):
+                   **kw):                 # `select_indices` options (alpha, beta, neighbors, variant, seed, device, split)
     "Embed Sample records, select `budget` of them; returns (selected records, embeddings, `Selection`, report)."
     x = embed_records(records, model, cache_dir, progress=progress)
     groups = [record_group(r, by_subtask) for r in records]
@@ -396,3 +190,149 @@ def select_run(a) -> int:
 def select_main(argv:list|None=None) -> int:
     "Entry point of `magicagent select (--in SYNTH_DIR | --embeddings EMB.npy) --budget K --out DIR [options]`."
     return entry("select", select_run, argv)
+
+# %% ../nbs/20_novelsum.ipynb #e42b4e2f
+def clustered_pool(n:int,              # rows
+                   dim:int=384,        # embedding width
+                   clusters:int=200,   # Gaussian centres
+                   spread:float=0.6,   # standard deviation around a centre
+                   seed:int=0) -> np.ndarray:
+    "A seeded stand-in for sentence embeddings: `n` float32 rows scattered around `clusters` Gaussian centres."
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((clusters, dim))
+    return (centres[rng.integers(0, clusters, n)] + spread * rng.standard_normal((n, dim))).astype(np.float32)
+
+def _status_mb(field:str) -> float|None:
+    "A memory figure of this process from /proc/self/status (MB), `None` where there is none."
+    try: lines = Path("/proc/self/status").read_text().splitlines()
+    except OSError: return None
+    return next((int(l.split()[1]) / 1024 for l in lines if l.startswith(field + ":")), None)
+
+def _reset_peak() -> bool:
+    "Reset this process's peak resident memory (Linux: `5` to /proc/self/clear_refs); whether it worked."
+    try: Path("/proc/self/clear_refs").write_text("5"); return True
+    except OSError: return False
+
+def _measure(cfg:dict):
+    "The child side of `measure_selection`: one selection, one JSON line on stdout."
+    if cfg["threads"]: torch.set_num_threads(cfg["threads"])
+    x, dev = np.load(cfg["pool"]), cfg["device"]
+    cuda = torch.device(dev).type == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    if cuda: torch.cuda.reset_peak_memory_stats()
+    reset, rss0 = _reset_peak(), _status_mb("VmRSS")
+    t0 = time.perf_counter()
+    sigma = local_density(x, 10, cfg["variant"], device=dev) ** 0.5; sync(); t1 = time.perf_counter()
+    run = novelselect_device if cfg["path"] == "device" else novelselect
+    s = run(x, cfg["k"], variant=cfg["variant"], sigma=sigma, seed=cfg["seed"], device=dev); sync(); t2 = time.perf_counter()
+    if cuda: peak = torch.cuda.max_memory_allocated() / 2**20
+    elif reset and rss0 is not None: peak = _status_mb("VmHWM") - rss0                 # the selection's own high-water mark
+    else: peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - (rss0 or 0)   # may include an earlier peak
+    print(json.dumps({"seconds": t2 - t0, "density_seconds": t1 - t0, "select_seconds": t2 - t1, "peak_mb": peak,
+                      "exact_per_step": s.stats["exact_per_step"], "steps": s.stats["steps"],
+                      "exact_elements": s.stats["exact_elements"], "width": s.stats.get("width_final"),
+                      "threads": torch.get_num_threads(), "picks": hashlib.sha256(json.dumps(s.indices).encode()).hexdigest()[:16]}))
+
+def measure_selection(n:int, k:int,           # pool size, budget
+                      dim:int=384,            # embedding width
+                      device:str="cpu",       # torch device
+                      path:str="auto",        # `lazy` (`novelselect`), `device` (`novelselect_device`), auto: by device
+                      variant:str="paper", seed:int=0,
+                      threads:int=1           # CPU threads of the child (0: torch's default)
+                     ) -> dict:
+    "Seconds and peak memory of one NovelSelect (density included) on `clustered_pool(n, dim)`, measured in a fresh process."
+    path = path if path != "auto" else ("lazy" if torch.device(device).type == "cpu" else "device")
+    cfg = dict(n=n, k=k, dim=dim, device=device, path=path, variant=variant, seed=seed, threads=threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg["pool"] = str(Path(tmp) / "pool.npy"); np.save(cfg["pool"], clustered_pool(n, dim, seed=seed))
+        r = subprocess.run([sys.executable, "-c", "import json, sys; from magicagent.novelsum import _measure; _measure(json.loads(sys.argv[1]))",
+                            json.dumps(cfg)], capture_output=True, text=True)
+    if r.returncode: raise RuntimeError(f"measuring n={n}, k={k}, {path} on {device} failed: {(r.stderr.strip().splitlines() or ['?'])[-1]}")
+    return {"n": n, "k": k, "dim": dim, "device": str(device), "path": path, "variant": variant, "projected": False,
+            **json.loads(r.stdout.strip().splitlines()[-1])}
+
+# %% ../nbs/20_novelsum.ipynb #81136cee
+SWEEPS = {   # (n, k) points of the scaling measurement, by `scaling_sweep`
+    "smoke": [(600, 60), (600, 120), (1200, 60), (1200, 120)],
+    "cpu": [(2500, 250), (2500, 500), (5000, 250), (5000, 500), (5000, 1000), (10000, 500), (10000, 1000)],
+    "gpu": [(20000, 2000), (20000, 5000), (50000, 2000), (50000, 5000), (100000, 5000), (100000, 10000)],
+}
+
+# %% ../nbs/20_novelsum.ipynb #8194ff31
+def fit_cost(rows:list) -> dict:
+    "Non-negative least-squares seconds per unit of work of one engine's measured rows (relative error)."
+    from scipy.optimize import nnls
+    A = np.array([[r["steps"] * r["n"], r["exact_elements"], r["steps"]] for r in rows], float)
+    y = np.array([r["select_seconds"] for r in rows], float)
+    coef, _ = nnls(A / y[:, None], np.ones(len(y)))
+    return {"per_candidate_step": coef[0], "per_exact_pair": coef[1], "per_step": coef[2],
+            "max_rel_error": float(np.max(np.abs(A @ coef / y - 1)))}
+
+def fit_counts(rows:list) -> dict:
+    "Power laws `log y = c + a·log N + b·log k` of the steps and exact pairs of measured rows."
+    X = np.c_[np.ones(len(rows)), np.log([r["n"] for r in rows]), np.log([r["k"] for r in rows])]
+    return {key: np.linalg.lstsq(X, np.log([float(r[key]) for r in rows]), rcond=None)[0].tolist()
+            for key in ("steps", "exact_elements")}
+
+def upper_counts(rows:list) -> dict:
+    "An upper envelope in the same form: steps ∝ k and exact pairs ∝ N·k², each with the largest ratio measured."
+    return {"steps": [math.log(max(r["steps"] / r["k"] for r in rows)), 0.0, 1.0],
+            "exact_elements": [math.log(max(r["exact_elements"] / (r["n"] * r["k"] ** 2) for r in rows)), 1.0, 2.0]}
+
+def counts_at(fit:dict, n:int, k:int) -> dict:
+    "The fitted operation counts at (n, k)."
+    return {key: float(np.exp(c + a * np.log(n) + b * np.log(k))) for key, (c, a, b) in fit.items()}
+
+# %% ../nbs/20_novelsum.ipynb #6d8b447a
+GPU = {"name": "NVIDIA H200 SXM", "fp64_tflops": 67.0, "hbm_tbs": 4.8, "efficiency": 0.5, "us_per_op": 10.0,
+       "source": "https://www.nvidia.com/en-us/data-center/h200/ (FP64 Tensor Core 67 TFLOPS, GPU memory bandwidth 4.8 TB/s)"}
+PAIR_BYTES = 400      # bytes moved per exact (candidate, selected) pair: sort of a 16-byte pair (8 passes, r+w) + ~18 passes of 8 bytes
+
+def ops_per_step(n:int=400, k:int=60, seed:int=0) -> dict:
+    "Tensor operations the GPU path dispatches per step, and per extra chunk of exact scores (counted with a dispatch hook)."
+    from torch.utils._python_dispatch import TorchDispatchMode
+    class Count(TorchDispatchMode):
+        n = 0
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None): Count.n += 1; return func(*args, **(kwargs or {}))
+    x = clustered_pool(n, 32, seed=seed); sigma = local_density(x, 10) ** 0.5; out = []
+    for cb in (2**40, 1):                             # one chunk per step, then one candidate per chunk
+        Count.n = 0
+        with Count(): s = novelselect_device(x, k, sigma=sigma, width=32, device="cpu", chunk_bytes=cb)
+        out.append((Count.n, s.stats["steps"]))
+    (a, steps), (b, _) = out
+    return {"per_step": a / steps, "per_chunk": (b - a) / (steps * 31)}
+
+def gpu_seconds(n:int, k:int, counts:dict, ops:dict, dim:int=768, gpu:dict=GPU, bins:int=64,
+                chunk_bytes:int=2**31, metric_sets:int=11) -> dict:
+    "Projected seconds (density, selection, NovelSum report) and peak memory of one selection on one GPU."
+    F, B = gpu["fp64_tflops"] * 1e12 * gpu["efficiency"], gpu["hbm_tbs"] * 1e12 * gpu["efficiency"]
+    pair = 2 * dim / F + PAIR_BYTES / B
+    chunks = max(1.0, counts["exact_elements"] / counts["steps"] * 48 / chunk_bytes)
+    step = (ops["per_step"] + ops["per_chunk"] * (chunks - 1)) * gpu["us_per_op"] * 1e-6 + n * (8 * dim + 12 * bins + 96) / B
+    t = {"density": n * n * (2 * dim / F + 24 / B), "select": counts["steps"] * step + counts["exact_elements"] * pair,
+         "metric": metric_sets * k * k * pair}
+    mem = n * dim * 8 + n * bins * 4 + n * 8 * 8 + k * dim * 8 + min(chunk_bytes, counts["exact_elements"] / counts["steps"] * 48) + 2**27
+    return {**t, "seconds": sum(t.values()), "peak_mb": mem / 2**20}
+
+# %% ../nbs/20_novelsum.ipynb #b9f3a4cd
+def selection_plan(values:dict) -> list:
+    "The (group, n, k) selections a profile's select stage runs (pool sizes before records too long are dropped)."
+    per, budget = int(values["n_per_task"]), int(values["select_budget"])
+    sizes = {t: per for t in STATIC_TASKS}
+    if values.get("select_by_subtask"):
+        del sizes["scheduling"]; sizes.update({f"scheduling/{s}": per // 3 + (i < per % 3) for i, s in enumerate(("trip", "meeting", "calendar"))})
+    if not values.get("select_per_task"): return [("pool", sum(sizes.values()), budget)]
+    quota = balanced_quota([g for g, c in sizes.items() for _ in range(c)], budget)
+    if values.get("select_split"): return [(g, sizes[g], q) for g, q in quota.items() if q]
+    return [("pool (per-group quotas)", sum(sizes.values()), budget)]
+
+def plan_seconds(plan:list,      # `selection_plan` of a profile
+                 fit:dict,       # `fit_counts` of the GPU path
+                 ops:dict,       # `ops_per_step`
+                 dim:int=768, gpu:dict=GPU) -> dict:
+    "Projected seconds of a select stage on one GPU: the density over the whole pool once, each selection, the NovelSum report of the union."
+    parts = {g: gpu_seconds(n, k, counts_at(fit, n, k), ops, dim, gpu) for g, n, k in plan}
+    N, K = sum(n for _, n, _ in plan), sum(k for _, _, k in plan)
+    whole = gpu_seconds(N, K, counts_at(fit, N, K), ops, dim, gpu)
+    t = {"density": whole["density"], "select": sum(p["select"] for p in parts.values()), "metric": whole["metric"]}
+    return {**t, "seconds": sum(t.values()), "peak_mb": max(p["peak_mb"] for p in [whole, *parts.values()]), "parts": parts}

@@ -1,4 +1,4 @@
-"NovelSum / NovelSelect (§4.1): the fast selection against a naive one written here, metric, errors, cache, CLI."
+"NovelSum / NovelSelect (§4.1): the CPU and GPU engines against a naive one written here, metric, errors, cache, CLI, scaling."
 import json, subprocess, sys
 from collections import Counter
 import numpy as np
@@ -7,6 +7,7 @@ import torch
 from hypothesis import given, settings, HealthCheck, strategies as st
 
 from magicagent import novelsum as ns
+from magicagent import novelselect as nv
 from magicagent.core import record_group
 from magicagent.models import EmbeddingStore, chat_lengths, drop_too_long
 
@@ -51,7 +52,7 @@ def naive_select(x, budget, alpha, beta, K, variant, seed, groups=None, quota=No
     sig = naive_density(x, K, variant) ** beta
     left = dict(quota) if quota else None
     allowed = None if quota is None else [i for i in range(n) if left[groups[i]] > 0]
-    S = [ns.first_pick(n, seed, allowed) if first is None else first]   # the seeded random S_0 (same seeding rule)
+    S = [nv.first_pick(n, seed, allowed) if first is None else first]   # the seeded random S_0 (same seeding rule)
     if left: left[groups[S[0]]] -= 1
     while len(S) < budget:
         v = naive_scores(e, sig, S, alpha, variant)
@@ -74,7 +75,7 @@ def make_pool(kind, n, dim, seed):
 
 # ---------------------------------------------------------------- property tests over the α/β/K grid
 
-GRID = [(v, a, b, k) for v in ns.VARIANTS for a in (0, 1, 2) for b in (0, 0.5, 1) for k in (1, 5, 10)]
+GRID = [(v, a, b, k) for v in nv.VARIANTS for a in (0, 1, 2) for b in (0, 0.5, 1) for k in (1, 5, 10)]
 
 @pytest.mark.parametrize("variant,alpha,beta,K", GRID)
 @settings(max_examples=6, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
@@ -85,52 +86,140 @@ def test_fast_equals_naive(variant, alpha, beta, K, kind, n, dim, seed, frac):
     if len(np.unique(x, axis=0)) <= K: return
     budget = max(2, int(frac * n))
     want = naive_select(x, budget, alpha, beta, K, variant, seed)
-    got = ns.novelselect(x, budget, alpha, beta, K, variant, seed, batch=8)
+    got = nv.novelselect(x, budget, alpha, beta, K, variant, seed, batch=8)
     assert got.indices == want
-    assert got.indices == ns.novelselect_naive(x, budget, alpha, beta, K, variant, seed)
+    assert got.indices == nv.novelselect_naive(x, budget, alpha, beta, K, variant, seed)
 
 
-@pytest.mark.parametrize("variant", ns.VARIANTS)
+@pytest.mark.parametrize("variant", nv.VARIANTS)
 @pytest.mark.parametrize("alpha,beta,K", [(1, 0.5, 10), (2, 1, 5), (0, 0.5, 1)])
 def test_fast_equals_naive_n2000(variant, alpha, beta, K):
     "N = 2,000 (the naive loop vectorised over candidates, still recompute + sort + sum per step)."
     x = make_pool("duplicates", 2000, 32, 7)
     budget = 60
     S = naive_select(x, budget, alpha, beta, K, variant, 3)
-    got = ns.novelselect(x, budget, alpha, beta, K, variant, seed=3)
+    got = nv.novelselect(x, budget, alpha, beta, K, variant, seed=3)
     assert got.indices == S
     assert got.evaluations < 2000 * (budget - 1)      # it did not score every candidate at every step
 
 
+@pytest.mark.parametrize("variant", nv.VARIANTS)
+@settings(max_examples=12, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(kind=st.sampled_from(["gauss", "clusters", "duplicates"]), n=st.integers(30, 250), dim=st.integers(2, 16),
+       seed=st.integers(0, 2**16), frac=st.floats(0.05, 0.4), alpha=st.sampled_from([0, 1, 2]), beta=st.sampled_from([0, 0.5, 1]),
+       width=st.integers(1, 64), sync_every=st.integers(1, 16), K=st.sampled_from([1, 3, 10]), chunk_bytes=st.sampled_from([1, 2**27]))
+def test_device_path_equals_default_path(variant, kind, n, dim, seed, frac, alpha, beta, width, sync_every, K, chunk_bytes):
+    "The GPU engine, run on CPU tensors, picks what the default engine picks — whatever the width, the chunking and the sync interval."
+    x = make_pool(kind, n, dim, seed)
+    if len(np.unique(x, axis=0)) <= K: return
+    budget = max(2, int(frac * n))
+    want = nv.novelselect(x, budget, alpha, beta, K, variant, seed, batch=8)
+    got = nv.novelselect_device(x, budget, alpha, beta, K, variant, seed, width=width, sync_every=sync_every,
+                                chunk_bytes=chunk_bytes, device="cpu")
+    assert got.indices == want.indices
+    np.testing.assert_allclose(got.scores[1:], want.scores[1:], rtol=1e-9)    # the novelty of each pick, too
+
+
+@pytest.mark.parametrize("variant", nv.VARIANTS)
+def test_device_path_with_quotas(variant):
+    x = make_pool("clusters", 400, 12, 5)
+    groups = [f"t{i % 3}" for i in range(300)] + ["t3"] * 100
+    quota = nv.balanced_quota(groups, 45)
+    want = naive_select(x, 45, 1, 0.5, 5, variant, 2, groups, quota)
+    assert nv.novelselect(x, 45, 1, 0.5, 5, variant, 2, groups=groups, quota=quota).indices == want
+    assert nv.novelselect_device(x, 45, 1, 0.5, 5, variant, 2, groups=groups, quota=quota, width=8, device="cpu").indices == want
+
+
+def test_device_path_reads_the_device_only_at_sync_points():
+    "Every value a GPU would have to copy to the host (`.item()`, `int()`, `bool()`, `nonzero`) is counted: one per host read, not per step."
+    from torch.utils._python_dispatch import TorchDispatchMode
+    SYNCING = ("aten._local_scalar_dense", "aten.nonzero", "aten.masked_select", "aten.unique", "aten.is_nonzero", "aten.equal")
+    class Count(TorchDispatchMode):
+        def __init__(self): super().__init__(); self.c = Counter()
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.c[str(func.overloadpacket)] += 1; return func(*args, **(kwargs or {}))
+    x = make_pool("clusters", 500, 16, 1); sig = nv.local_density(x, 5) ** 0.5
+    for variant in nv.VARIANTS:
+        reads = []
+        for budget in (40, 120):
+            c = Count()
+            with c: s = nv.novelselect_device(x, budget, neighbors=5, variant=variant, sigma=sig, width=32, sync_every=8, device="cpu")
+            syncs = sum(c.c[o] for o in SYNCING)
+            assert syncs <= s.stats["host_reads"] + 4, (c.c, s.stats)
+            assert s.stats["steps"] >= budget - 1 and s.stats["host_reads"] * 8 == s.stats["steps"]
+            reads.append(syncs)
+        assert reads[1] - reads[0] <= (120 - 40) // 8 + 2          # more steps, no more reads than their sync points
+
+
+@pytest.mark.parametrize("variant", nv.VARIANTS)
+def test_incremental_rows_equal_novelty(variant):
+    "Rows merges new picks into each candidate's sorted state; the scores equal a fresh `novelty`, rows evicted or not."
+    x = make_pool("duplicates", 300, 10, 4)
+    e, sig = nv._prepare(x, 0.5, 5, variant, "cpu")
+    bd = nv.Bounds(e, sig, 80, 1.0, variant, 0)
+    rows = nv.Rows(300, 80, variant, capacity=48)
+    order = torch.randperm(300, generator=torch.Generator().manual_seed(3))
+    rng = np.random.default_rng(0)
+    for t in range(80):
+        bd.add(order[t])
+        if t % 3 == 2:
+            idx = torch.tensor(rng.choice(order[80:].numpy(), size=32, replace=False))
+            got = rows.score(bd, idx, t + 1, 1.0)
+            want = nv.novelty(e, sig, order[:t + 1].tolist(), idx, 1.0, variant)
+            np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("variant", nv.VARIANTS)
+@pytest.mark.parametrize("cache_bytes", [0, 30 * 16 * 40, 2**30])
+def test_lazy_path_cache_sizes(variant, cache_bytes):
+    "No cache, a cache far too small for the pool (rows dropped and rebuilt), a cache that holds it: the same picks."
+    x = make_pool("clusters", 600, 12, 8)
+    want = naive_select(x, 40, 1, 0.5, 5, variant, 1)
+    got = nv.novelselect(x, 40, 1, 0.5, 5, variant, 1, batch=16, cache_bytes=cache_bytes)
+    assert got.indices == want
+    assert (got.stats["cached_rows"] > 0) == (cache_bytes > 0)
+
+
+def test_zero_quota_group_is_never_picked():
+    x = make_pool("clusters", 300, 8, 2)
+    groups = ["a"] * 100 + ["b"] * 100 + ["c"] * 100
+    quota = nv.balanced_quota(groups, 2)
+    assert quota == {"a": 1, "b": 1, "c": 0}
+    for run in (nv.novelselect, nv.novelselect_naive, lambda *a, **k: nv.novelselect_device(*a, device="cpu", **k)):
+        got = run(x, 2, groups=groups, quota=quota, neighbors=3)
+        got = got if isinstance(got, list) else got.indices
+        assert sorted(groups[i] for i in got) == ["a", "b"]
+
+
 @settings(max_examples=10, deadline=None, database=None)
 @given(sizes=st.lists(st.integers(5, 40), min_size=2, max_size=5), budget_frac=st.floats(0.1, 0.9),
-       seed=st.integers(0, 1000), variant=st.sampled_from(ns.VARIANTS))
+       seed=st.integers(0, 1000), variant=st.sampled_from(nv.VARIANTS))
 def test_quota_equals_naive(sizes, budget_frac, seed, variant):
     groups = [f"t{g}" for g, s in enumerate(sizes) for _ in range(s)]
     x = make_pool("clusters", len(groups), 8, seed)
     budget = max(1, int(budget_frac * len(groups)))
-    quota = ns.balanced_quota(groups, budget)
+    quota = nv.balanced_quota(groups, budget)
     assert sum(quota.values()) == budget and all(quota[g] <= c for g, c in Counter(groups).items())
-    got = ns.novelselect(x, budget, 1, 0.5, 3, variant, seed, groups=groups, quota=quota, batch=4)
+    got = nv.novelselect(x, budget, 1, 0.5, 3, variant, seed, groups=groups, quota=quota, batch=4)
     assert got.indices == naive_select(x, budget, 1, 0.5, 3, variant, seed, groups, quota)
     assert Counter(groups[i] for i in got.indices) == Counter({g: q for g, q in quota.items() if q})
 
 
 def test_deterministic_and_seeded():
     x = make_pool("clusters", 500, 16, 1)
-    a, b = ns.novelselect(x, 50, seed=5), ns.novelselect(x, 50, seed=5)
+    a, b = nv.novelselect(x, 50, seed=5), nv.novelselect(x, 50, seed=5)
     assert a.indices == b.indices and a.scores[1:] == b.scores[1:]
-    assert len({ns.novelselect(x, 2, seed=s).indices[0] for s in range(5)}) > 1   # the seed picks S_0
+    assert len({nv.novelselect(x, 2, seed=s).indices[0] for s in range(5)}) > 1   # the seed picks S_0
 
 # ---------------------------------------------------------------- density and the metric
 
 def test_density_matches_naive_and_collapses_duplicates():
     x = make_pool("duplicates", 300, 12, 2)
-    for variant in ns.VARIANTS:
-        np.testing.assert_allclose(ns.local_density(x, 5, variant).numpy(), naive_density(x, 5, variant), rtol=1e-9)
+    for variant in nv.VARIANTS:
+        np.testing.assert_allclose(nv.local_density(x, 5, variant).numpy(), naive_density(x, 5, variant), rtol=1e-9)
     u = np.unique(x, axis=0)
     dup = np.vstack([u, u[:10]])                  # every duplicated row keeps the density of its distinct row
-    np.testing.assert_allclose(ns.local_density(dup, 5).numpy()[-10:], ns.local_density(u, 5).numpy()[:10], rtol=1e-12)
+    np.testing.assert_allclose(nv.local_density(dup, 5).numpy()[-10:], nv.local_density(u, 5).numpy()[:10], rtol=1e-12)
 
 
 def naive_novelsum(x, sig, alpha, variant):
@@ -146,15 +235,15 @@ def naive_novelsum(x, sig, alpha, variant):
     return float(np.mean(out))
 
 
-@pytest.mark.parametrize("variant", ns.VARIANTS)
+@pytest.mark.parametrize("variant", nv.VARIANTS)
 @pytest.mark.parametrize("alpha", [0, 1, 2])
 def test_novelsum_metric(variant, alpha):
     x = make_pool("clusters", 120, 10, alpha)
-    sig = ns.local_density(x, 5, variant).numpy() ** 0.5
+    sig = nv.local_density(x, 5, variant).numpy() ** 0.5
     assert ns.novelsum(x, sig, alpha, variant, chunk=37) == pytest.approx(naive_novelsum(x, sig, alpha, variant), rel=1e-10)
 
 
-@pytest.mark.parametrize("variant", ns.VARIANTS)
+@pytest.mark.parametrize("variant", nv.VARIANTS)
 def test_selection_beats_random_subsets(variant):
     x = make_pool("clusters", 1500, 24, 11)
     sel, rep = ns.select_indices(x, 100, variant=variant, n_random=5)
@@ -165,16 +254,16 @@ def test_selection_beats_random_subsets(variant):
 
 def test_bad_inputs():
     x = make_pool("gauss", 50, 8, 0)
-    with pytest.raises(ValueError, match="larger than the pool"): ns.novelselect(x, 51)
-    with pytest.raises(ValueError, match="at least 1"): ns.novelselect(x, 0)
+    with pytest.raises(ValueError, match="larger than the pool"): nv.novelselect(x, 51)
+    with pytest.raises(ValueError, match="at least 1"): nv.novelselect(x, 0)
     y = x.copy(); y[17, 3] = np.nan
-    with pytest.raises(ValueError, match="row 17 contains NaN"): ns.novelselect(y, 5)
+    with pytest.raises(ValueError, match="row 17 contains NaN"): nv.novelselect(y, 5)
     y = x.copy(); y[4, 0] = -np.inf
     with pytest.raises(ValueError, match="row 4 contains an infinite value"): ns.select_indices(y, 5)
-    with pytest.raises(ValueError, match="all zeros"): ns.novelselect(np.vstack([x, np.zeros(8)]), 5)
-    with pytest.raises(ValueError, match="distinct embeddings"): ns.novelselect(np.vstack([x[:3]] * 5), 2, neighbors=3)
-    with pytest.raises(ValueError, match="variant"): ns.novelselect(x, 5, variant="faiss")
-    with pytest.raises(ValueError, match="larger than the pool"): ns.balanced_quota(["a"] * 3, 4)
+    with pytest.raises(ValueError, match="all zeros"): nv.novelselect(np.vstack([x, np.zeros(8)]), 5)
+    with pytest.raises(ValueError, match="distinct embeddings"): nv.novelselect(np.vstack([x[:3]] * 5), 2, neighbors=3)
+    with pytest.raises(ValueError, match="variant"): nv.novelselect(x, 5, variant="faiss")
+    with pytest.raises(ValueError, match="larger than the pool"): nv.balanced_quota(["a"] * 3, 4)
 
 
 def test_cache_dimension_mismatch(tmp_path):
@@ -280,7 +369,7 @@ def test_stratified_random_baseline():
     assert Counter(g[i] for i in sel.indices) == {"a": 20, "b": 20, "dense": 20}
     assert len(rep["novelsum_random_stratified"]) == 5 and rep["novelsum_random_stratified_mean"] > 0
     # the stratified subsets have the selection's group counts: recompute one by hand
-    sig = ns.local_density(x, 10).numpy() ** 0.5
+    sig = nv.local_density(x, 10).numpy() ** 0.5
     r = ns.rng_for(0, "stratified-subset", 0)
     members = {k: [i for i, h in enumerate(g) if h == k] for k in ("a", "b", "dense")}
     idx = sorted(i for k in sorted(members) for i in r.sample(members[k], 20))
@@ -333,3 +422,56 @@ def test_balance_by_subtask(tmp_path):
     chosen, _, sel, rep = ns.select_records(recs, 12, cache_dir=tmp_path, per_task=True, by_subtask=True, neighbors=3)
     assert rep["selected_per_group"] == {"orchestration": 3, "scheduling/calendar": 3, "scheduling/meeting": 3, "scheduling/trip": 3}
     assert rep["by_subtask"] and len(rep["novelsum_random_stratified"]) == 5
+
+
+# ---------------------------------------------------------------- one selection per group, and the scaling record
+
+def test_split_selection_is_one_selection_per_group():
+    x, g = _skewed_pool(1)
+    sel, rep = ns.select_indices(x, 60, groups=g, per_task=True, split=True)
+    assert rep["split"] and rep["selected_per_group"] == {"a": 20, "b": 20, "dense": 20}
+    sig = nv.local_density(x, 10).numpy() ** 0.5                    # densities from the whole pool
+    for k, grp in enumerate(("a", "b", "dense")):
+        rows = [i for i, h in enumerate(g) if h == grp]
+        alone = nv.novelselect(x[rows], 20, sigma=sig[rows], seed=0)
+        assert sel.indices[20 * k:20 * (k + 1)] == [rows[i] for i in alone.indices]
+    assert ns.select_indices(x, 60, groups=g, per_task=True)[0].indices != sel.indices   # one shared selection differs
+
+
+def test_selection_plan():
+    v = {"n_per_task": 300, "select_budget": 100, "select_per_task": True, "select_split": True, "select_by_subtask": True}
+    plan = ns.selection_plan(v)
+    assert len(plan) == 7 and sum(k for _, _, k in plan) == 100
+    assert {g: n for g, n, _ in plan}["scheduling/trip"] == 100 and {g: n for g, n, _ in plan}["decomposition"] == 300
+    assert ns.selection_plan({**v, "select_split": False}) == [("pool (per-group quotas)", 1500, 100)]
+    from magicagent.profiles import load_profile
+    for name in ("smoke", "cpu", "gpu", "full"):
+        for _, n, k in ns.selection_plan(load_profile(name)): assert 0 < k <= n
+
+
+def test_count_fit_and_gpu_projection():
+    rows = [{"n": n, "k": k, "steps": 1.1 * k, "exact_elements": 3 * n ** 0.5 * k ** 2} for n in (1000, 4000, 9000) for k in (100, 300)]
+    fit = ns.fit_counts(rows)
+    np.testing.assert_allclose(fit["exact_elements"][1:], [0.5, 2.0], atol=1e-9)
+    up = ns.counts_at(ns.upper_counts(rows), 9000, 300)                # the envelope holds every measured row
+    assert all(ns.counts_at(ns.upper_counts(rows), r["n"], r["k"])["exact_elements"] >= r["exact_elements"] * (1 - 1e-12) for r in rows)
+    assert up["exact_elements"] == pytest.approx(3 * 1000 ** -0.5 * 9000 * 300 ** 2) and up["steps"] == pytest.approx(330)
+    c = ns.counts_at(fit, 16000, 1000)
+    assert c["exact_elements"] == pytest.approx(3 * 16000 ** 0.5 * 1000 ** 2, rel=1e-9)
+    ops = {"per_step": 100.0, "per_chunk": 10.0}
+    small, big = ns.gpu_seconds(10000, 1000, ns.counts_at(fit, 10000, 1000), ops), ns.gpu_seconds(40000, 4000, ns.counts_at(fit, 40000, 4000), ops)
+    assert 0 < small["seconds"] < big["seconds"] and small["peak_mb"] < big["peak_mb"]
+    # the select term: steps × (dispatch + one pass over the candidates) + exact pairs × (dot product + bytes)
+    F, B = 67e12 * 0.5, 4.8e12 * 0.5
+    cc = ns.counts_at(fit, 10000, 1000)
+    step = 100 * 10e-6 + 10000 * (8 * 768 + 12 * 64 + 96) / B
+    assert small["select"] == pytest.approx(cc["steps"] * step + cc["exact_elements"] * (2 * 768 / F + ns.PAIR_BYTES / B), rel=1e-6)
+    got = ns.ops_per_step(200, 20)
+    assert got["per_step"] > 10 and got["per_chunk"] > 1
+
+
+def test_measure_selection_in_a_fresh_process():
+    a, b = ns.measure_selection(500, 30, dim=16, path="lazy"), ns.measure_selection(500, 30, dim=16, path="device")
+    assert a["picks"] == b["picks"] and a["steps"] == 29 and b["steps"] >= 29
+    assert a["peak_mb"] > 0 and a["seconds"] >= a["select_seconds"] > 0 and not a["projected"]
+
