@@ -123,7 +123,7 @@ def _render(ans):
     return "[" + ", ".join(calls) + "]"
 
 def test_against_bfcl_eval_checker():
-    from magicagent.bench.bfcl_pkg import fetch_bfcl_eval, official_verdicts, bfcl_data_dir
+    from magicagent.bench.bfcl import fetch_bfcl_eval, official_verdicts, bfcl_data_dir
     try: root = fetch_bfcl_eval()
     except RuntimeError as e: pytest.skip(f"bfcl-eval wheel not reachable: {e}")
     jobs, ours = [], []

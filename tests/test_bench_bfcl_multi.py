@@ -5,7 +5,7 @@ from magicagent.bench.bfcl_multi import MultiTurnBackend, play_entry, run_bfcl_m
 
 @pytest.fixture(scope="module")
 def backend():
-    from magicagent.bench.bfcl_pkg import fetch_bfcl_eval
+    from magicagent.bench.bfcl import fetch_bfcl_eval
     try: fetch_bfcl_eval()
     except RuntimeError as e: pytest.skip(f"bfcl-eval wheel not reachable: {e}")
     with MultiTurnBackend() as be: yield be

@@ -1,4 +1,4 @@
-"""The Berkeley Function Calling Leaderboard's Python categories in prompting mode: items, prompts, the pinned AST checker, scores.
+"""The Berkeley Function Calling Leaderboard's Python categories in prompting mode: items, prompts, the pinned AST checker, scores; its real data and own checker from the bfcl-eval package.
 
 Docs: https://magicagent.github.io/magicagent/bench_bfcl.html.md"""
 
@@ -6,16 +6,18 @@ Docs: https://magicagent.github.io/magicagent/bench_bfcl.html.md"""
 
 # %% ../../nbs/72_bench_bfcl.ipynb #0459800d
 from __future__ import annotations
-import json, re
+import importlib.util, json, os, re, subprocess, sys, tempfile, zipfile
 from pathlib import Path
 from ..core import rng_for
+from ..models import cache_dir
 from .astparse import DecodeError, decode_bfcl
 
 # %% auto #0
 __all__ = ['AST_CATEGORIES', 'RELEVANCE_CATEGORIES', 'PYTHON_CATEGORIES', 'NON_LIVE', 'LIVE', 'V3_SIZES', 'V4_NAMES',
-           'SYSTEM_PROMPT', 'PYTHON_HINT', 'TYPES', 'read_lines', 'bfcl_files', 'bfcl_prompt', 'bfcl_items', 'std',
-           'type_check', 'dict_check', 'list_dict_check', 'list_check', 'SchemaError', 'check_call', 'ast_verdict',
-           'bfcl_verdict', 'bfcl_summary']
+           'SYSTEM_PROMPT', 'PYTHON_HINT', 'TYPES', 'BFCL_EVAL_VERSION', 'read_lines', 'bfcl_files', 'bfcl_prompt',
+           'bfcl_items', 'std', 'type_check', 'dict_check', 'list_dict_check', 'list_check', 'SchemaError',
+           'check_call', 'ast_verdict', 'bfcl_verdict', 'bfcl_summary', 'bfcl_eval_root', 'fetch_bfcl_eval',
+           'bfcl_data_dir', 'official_verdicts']
 
 # %% ../../nbs/72_bench_bfcl.ipynb #76f86eeb
 AST_CATEGORIES = ("simple", "multiple", "parallel", "parallel_multiple", "live_simple", "live_multiple",
@@ -235,3 +237,90 @@ def bfcl_summary(acc:dict,        # {category: accuracy}
     live = sum(acc.get(c, 0.0) * n[c] for c in LIVE) / sum(n[c] for c in LIVE)
     return {"non_live_official": nl_off, "non_live_python": nl_py, "live": live,
             "overall_official": (live + nl_off) / 2, "overall_python": (live + nl_py) / 2}
+
+# %% ../../nbs/72_bench_bfcl.ipynb #5c1fe0da
+BFCL_EVAL_VERSION = "2026.3.23"
+
+def bfcl_eval_root(version:str=BFCL_EVAL_VERSION) -> Path:
+    "Where `fetch_bfcl_eval` unpacks the wheel (the directory holding `bfcl_eval/`)."
+    return cache_dir() / f"bfcl_eval-{version}"
+
+def fetch_bfcl_eval(version:str=BFCL_EVAL_VERSION, quiet:bool=True) -> Path:
+    "Download the `bfcl-eval` wheel without its dependencies and unpack it into the cache; return its root."
+    root = bfcl_eval_root(version)
+    if (root / "bfcl_eval" / "data").is_dir(): return root
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", f"bfcl-eval=={version}", "-d", tmp]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode: raise RuntimeError(f"`{' '.join(cmd[2:])}` failed: {(r.stderr or r.stdout).strip().splitlines()[-1:]}")
+        whl = next(Path(tmp).glob("bfcl_eval-*.whl"))
+        part = root.with_name(root.name + ".part")
+        with zipfile.ZipFile(whl) as z: z.extractall(part)
+        os.replace(part, root)
+    return root
+
+def bfcl_data_dir(path:str|Path|None=None) -> Path:
+    "BFCL data: `path`, `$MAGICAGENT_BFCL_DATA`, an installed `bfcl_eval`, or the unpacked wheel — else a clear error."
+    for p in (path, os.environ.get("MAGICAGENT_BFCL_DATA")):
+        if p:
+            if not Path(p).is_dir(): raise FileNotFoundError(f"BFCL data directory {p} does not exist")
+            return Path(p)
+    spec = importlib.util.find_spec("bfcl_eval")
+    if spec and spec.submodule_search_locations:
+        d = Path(list(spec.submodule_search_locations)[0]) / "data"
+        if d.is_dir(): return d
+    d = bfcl_eval_root() / "bfcl_eval" / "data"
+    if d.is_dir(): return d
+    raise FileNotFoundError("no BFCL data: run `python -m magicagent.bench.bfcl` (downloads the bfcl-eval wheel "
+                            f"without dependencies into {bfcl_eval_root()}), or pass a directory of BFCL_v3_*.json files")
+
+# %% ../../nbs/72_bench_bfcl.ipynb #bc93edc1
+_CHECKER = r'''
+import json, sys, types
+root, inp = sys.argv[1], sys.argv[2]
+sys.path.insert(0, root)
+class _Cfg: underscore_to_dot = False          # a prompting model: names are compared as written
+class _Map(dict):
+    def __missing__(self, k): return _Cfg()
+m = types.ModuleType("bfcl_eval.constants.model_config"); m.MODEL_CONFIG_MAPPING = _Map(); sys.modules[m.__name__] = m
+def _no(*a, **k): raise NotImplementedError("Java/JavaScript parsing is not available")
+for mod, fn in [("java_parser", "parse_java_function_call"), ("js_parser", "parse_javascript_function_call")]:
+    mm = types.ModuleType("bfcl_eval.model_handler.parser." + mod); setattr(mm, fn, _no); sys.modules[mm.__name__] = mm
+from bfcl_eval.model_handler.utils import default_decode_ast_prompting
+from bfcl_eval.eval_checker.ast_eval.ast_checker import ast_checker
+from bfcl_eval.utils import is_empty_output, is_function_calling_format_output
+from bfcl_eval.constants.enums import Language
+out = []
+for job in json.load(open(inp)):
+    cat, text = job["category"], job["result"]
+    try:
+        if "relevance" in cat:                     # eval_runner._evaluate_single_relevance_entry
+            try: dec = default_decode_ast_prompting(text); has = not is_empty_output(dec)
+            except Exception: has = False
+            out.append({"valid": (not has) if "irrelevance" in cat else has, "error": None}); continue
+        try: dec = default_decode_ast_prompting(text)  # eval_runner._evaluate_single_ast_entry
+        except Exception as e: out.append({"valid": False, "error": "decode failed: %s" % e}); continue
+        if not is_function_calling_format_output(dec): out.append({"valid": False, "error": "wrong output format"}); continue
+        r = ast_checker(job["function"], dec, job["answer"], Language.PYTHON, cat, "magicagent")
+        out.append({"valid": bool(r["valid"]), "error": None if r["valid"] else r.get("error_type")})
+    except Exception as e:
+        out.append({"valid": None, "error": "checker crashed: %s: %s" % (type(e).__name__, e)})
+json.dump(out, sys.stdout)
+'''
+
+def official_verdicts(jobs:list,              # [{category, function, answer, result}]
+                      root:str|Path|None=None # the unpacked package (default: `fetch_bfcl_eval()`)
+                     ) -> list:
+    "`bfcl-eval`'s own decode and checker on each job, in a subprocess: `[{valid, error}]` (`valid` None where it crashed)."
+    root = Path(root) if root else fetch_bfcl_eval()
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f: json.dump(jobs, f); inp = f.name
+    try:
+        r = subprocess.run([sys.executable, "-c", _CHECKER, str(root), inp], capture_output=True, text=True)
+        if r.returncode: raise RuntimeError(f"bfcl-eval's checker failed: {r.stderr.strip()[-500:]}")
+        return json.loads(r.stdout)
+    finally: os.unlink(inp)
+
+# %% ../../nbs/72_bench_bfcl.ipynb #8b462453
+import builtins
+if __name__ == "__main__" and not hasattr(builtins, "get_ipython"):
+    print(fetch_bfcl_eval())

@@ -11,7 +11,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 from ..core import rng_for, write_json
 from ..evaluate import read_partial, model_stamp
-from .bfcl_pkg import fetch_bfcl_eval
+from .bfcl import fetch_bfcl_eval
 
 # %% auto #0
 __all__ = ['MULTI_TURN_CATEGORIES', 'MAXIMUM_STEP_LIMIT', 'MultiTurnBackend', 'play_entry', 'run_bfcl_multi_turn']

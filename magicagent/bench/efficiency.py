@@ -6,7 +6,7 @@ Docs: https://magicagent.github.io/magicagent/bench_efficiency.html.md"""
 
 # %% ../../nbs/78_bench_efficiency.ipynb #72b0381d
 from __future__ import annotations
-import json, os, socket, subprocess, sys, time, urllib.request
+import json, os, shutil, socket, subprocess, sys, time, urllib.request
 from pathlib import Path
 from ..core import write_json
 from ..models import cache_dir, resolve_model
@@ -116,6 +116,7 @@ def measure_efficiency(model:str,                    # registry name, hub id or 
     python = python or tool_env()
     mdir = model_dir(model)
     out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out_dir / "evalscope", ignore_errors=True)     # a new measurement replaces the last (EvalScope refuses to overwrite)
     def run(url, name):
         cmd = perf_command(python, url, name, mdir, list(concurrency), input_tokens, output_tokens, requests_per_level, out_dir / "evalscope")
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}

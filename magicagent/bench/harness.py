@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 from ..core import write_json, atomic_open
 from ..evaluate import eval_batches, read_partial, model_stamp, eval_name
 from . import bfcl, acebench, worfbench, naturalplan
-from .bfcl_pkg import bfcl_data_dir
+from .bfcl import bfcl_data_dir
 from .bfcl_multi import run_bfcl_multi_turn, MULTI_TURN_CATEGORIES
 
 # %% auto #0
