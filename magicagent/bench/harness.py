@@ -60,7 +60,7 @@ def generate_cached(generator, items:list, cache:Path, key:dict, batch_size:int=
     out = [known.get(it["id"]) for it in items]
     if todo:
         prompts = [items[k]["messages"] for k in todo]
-        lengths = generator.prompt_lengths(prompts)
+        lengths = (getattr(generator, "prompt_lengths", None) or (lambda ps: [len(json.dumps(x)) // 4 for x in ps]))(prompts)
         bar = tqdm(total=len(items), initial=len(items) - len(todo), desc="generate", disable=not progress)
         for chunk in eval_batches(lengths, [items[k]["category"] for k in todo], batch_size, batch_tokens):
             idx = [todo[j] for j in chunk]
