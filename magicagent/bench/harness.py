@@ -17,7 +17,7 @@ from .bfcl_multi import run_bfcl_multi_turn, MULTI_TURN_CATEGORIES
 
 # %% auto #0
 __all__ = ['BENCHMARKS', 'AGENTIC', 'bfcl_evaluate', 'ace_evaluate', 'generate_cached', 'run_benchmark', 'table2_rows',
-           'build_parser', 'bench_main', 'add_score_parsers', 'score_bfcl', 'score_acebench']
+           'build_parser', 'bench_main', 'bench_run', 'add_score_parsers', 'score_bfcl', 'score_acebench']
 
 # %% ../../nbs/70_benchmarks.ipynb #cda3df41
 def bfcl_evaluate(items:list, completions:list) -> dict:
@@ -154,11 +154,14 @@ def build_parser():
     return p
 
 def bench_main(argv:list|None=None) -> int:
-    "Entry point of `magicagent bench`."
+    "Entry point of `magicagent bench`: parse `argv`, then `bench_run`."
+    return bench_run(build_parser().parse_args(argv))
+
+def bench_run(a) -> int:
+    "`magicagent bench` on parsed arguments (`a.values`, if the caller resolved the profile, else from `--profile`/`--set`)."
     from magicagent.profiles import profile_values, typed, run_dir
-    a = build_parser().parse_args(argv)
     try:
-        vals = profile_values(a)
+        vals = getattr(a, "values", None) or profile_values(a)
         out = Path(a.out) if a.out else run_dir(vals, a.run_root).eval_dir(a.name or eval_name(a.model))
         per = {"bfcl": "bench_bfcl_per_category", "bfcl_multi_turn": "bench_bfcl_multi_turn"}.get(a.benchmark)
         limit = a.limit if a.limit is not None else ((typed(vals, per, int, 0) or None) if per else None)
