@@ -109,3 +109,18 @@ def test_cli(tmp_path, capsys):
                        "--limit", "1", "--max-new-tokens", "4", "--out", str(tmp_path), "--no-progress"]) == 0
     assert json.loads((tmp_path / "bfcl.json").read_text())["n"] == 1
     with pytest.raises(SystemExit): build_parser().parse_args(["--benchmark", "nope", "--model", "m"])
+
+def test_episode_loop_on_a_real_textworld_game(tmp_path):
+    pytest.importorskip("textworld")
+    from magicagent.envs import make_game, TextWorldEnv
+    from magicagent.bench.alfworld import run_episodes, alfworld_env
+    env = TextWorldEnv([make_game("cooking", {"recipe": 1, "take": 1, "go": 1}, 5, tmp_path / "g.z8")])
+    env.reset(0); walk = env.walkthrough()
+    class Script:
+        def __init__(self, cmds): self.cmds = list(cmds)
+        def generate(self, convs, **kw): return [[f"<think>go</think><action>{self.cmds.pop(0) if self.cmds else 'look'}</action>"]]
+    assert run_episodes(Script(walk), env, 1, max_steps=len(walk) + 2)["success_rate"] == 1.0
+    r = run_episodes(Script(["dance wildly"]), env, 1, max_steps=2)
+    assert r["success_rate"] == 0.0 and r["episodes"][0]["invalid"] == 2
+    env.close()
+    with pytest.raises(FileNotFoundError, match="alfworld-download"): alfworld_env(str(tmp_path / "none"))

@@ -6,48 +6,35 @@ Docs: https://magicagent.github.io/magicagent/bench_alfworld.html.md"""
 
 # %% ../../nbs/79_bench_alfworld.ipynb #422db2c1
 from __future__ import annotations
-from ..core import rng_for
+from ..envs import TextEnv, ALFWorldEnv, alfworld_games, agent_prompt, parse_answer, match_action
 
 # %% auto #0
-__all__ = ['ALFWORLD_SYSTEM', 'first_command', 'play_episode', 'run_episodes', 'alfworld_env_factory']
+__all__ = ['play_episode', 'run_episodes', 'alfworld_env']
 
 # %% ../../nbs/79_bench_alfworld.ipynb #0dc9be51
-ALFWORLD_SYSTEM = ("You are in a household. Solve the task by interacting with the environment. Each turn, answer with "
-                   "exactly one admissible command (for example: go to cabinet 1, take apple 1 from countertop 2, "
-                   "open fridge 1) and nothing else.")
+def play_episode(generator,           # a `magicagent.models.Generator`
+                 env:TextEnv,         # an environment of `magicagent.envs`
+                 seed:int,            # the game, as for `env.reset`
+                 max_steps:int=30, max_new_tokens:int=256) -> dict:
+    "One greedy episode: `{game, success, steps, invalid, transcript}`."
+    st, hist, invalid, steps = env.reset(seed), [], 0, 0
+    while not st.done and steps < max_steps:
+        text = generator.generate([[{"role": "user", "content": agent_prompt(st, hist)}]], n=1, temperature=0.0,
+                                  max_new_tokens=max_new_tokens)[0][0]
+        said = parse_answer(text) or ""
+        action = match_action(said, st.admissible)
+        invalid += action is None
+        obs = st.observation
+        st = env.step(action or said or "look")
+        hist.append((obs, action or said)); steps += 1
+    return {"game": env.game_name(seed), "success": bool(st.won), "steps": steps, "invalid": invalid, "transcript": hist}
 
-def first_command(text:str) -> str:
-    "The command in a model's answer: its first non-empty line, without a leading `>` or `Action:`."
-    for line in text.splitlines():
-        line = line.strip().removeprefix(">").strip()
-        if line.lower().startswith("action:"): line = line[7:].strip()
-        if line: return line
-    return ""
-
-def play_episode(generator, env, max_steps:int=30, max_new_tokens:int=32) -> dict:
-    "One episode: `{success, steps, reward, transcript}`."
-    obs, info = env.reset()
-    msgs = [{"role": "system", "content": ALFWORLD_SYSTEM}, {"role": "user", "content": str(obs)}]
-    reward, done, steps = 0.0, False, 0
-    while not done and steps < max_steps:
-        text = generator.generate([msgs], n=1, temperature=0.0, max_new_tokens=max_new_tokens)[0][0]
-        action = first_command(text)
-        obs, reward, done, info = env.step(action)
-        steps += 1
-        msgs += [{"role": "assistant", "content": action}, {"role": "user", "content": str(obs)}]
-    won = bool((info or {}).get("won", False)) or (done and float(reward) > 0)
-    return {"success": won, "steps": steps, "reward": float(reward), "transcript": msgs[1:]}
-
-def run_episodes(generator, make_env,       # make_env(i) -> an environment for episode i
-                 n:int, max_steps:int=30, max_new_tokens:int=32) -> dict:
-    "Success rate over `n` episodes, with each episode's record."
-    eps = [play_episode(generator, make_env(i), max_steps, max_new_tokens) for i in range(n)]
+def run_episodes(generator, env:TextEnv, n:int, seed:int=0, max_steps:int=30, max_new_tokens:int=256) -> dict:
+    "Success rate over games `seed … seed+n-1`, with each episode's record."
+    eps = [play_episode(generator, env, seed + i, max_steps, max_new_tokens) for i in range(n)]
     return {"success_rate": sum(e["success"] for e in eps) / max(n, 1), "n": n, "episodes": eps}
 
-def alfworld_env_factory(**kw):
-    "`magicagent.envs`' ALFWorld environments, one per episode (needs the ALFWorld data; see 50_envs)."
-    try: from magicagent import envs
-    except ImportError: raise ImportError("ALFWorld runs through magicagent.envs, which is not available in this install") from None
-    make = getattr(envs, "make_env", None)
-    if make is None: raise ImportError("magicagent.envs has no make_env(name, ...)")
-    return lambda i: make("alfworld", seed=i, **kw)
+def alfworld_env(data_dir:str, split:str="ood", limit:int|None=None) -> ALFWorldEnv:
+    "`ALFWorldEnv` over the solvable games of an ALFWorld split (`ood`: valid_unseen, the usual evaluation split)."
+    games = alfworld_games(data_dir, split)
+    return ALFWorldEnv(games[:limit] if limit else games)
