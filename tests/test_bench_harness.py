@@ -120,7 +120,7 @@ def test_episode_loop_on_a_real_textworld_game(tmp_path):
         def __init__(self, cmds): self.cmds = list(cmds)
         def generate(self, convs, **kw): return [[f"<think>go</think><action>{self.cmds.pop(0) if self.cmds else 'look'}</action>"]]
     assert run_episodes(Script(walk), env, 1, max_steps=len(walk) + 2)["success_rate"] == 1.0
-    r = run_episodes(Script(["dance wildly"]), env, 1, max_steps=2)
+    r = run_episodes(Script(["dance wildly", "dance wildly"]), env, 1, max_steps=2)
     assert r["success_rate"] == 0.0 and r["episodes"][0]["invalid"] == 2
     env.close()
     with pytest.raises(FileNotFoundError, match="alfworld-download"): alfworld_env(str(tmp_path / "none"))
