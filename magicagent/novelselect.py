@@ -300,6 +300,7 @@ def novelselect(x,                      # (N, D) embeddings
                 batch:int=64,           # candidates scored exactly at once
                 bins:int=64,            # histogram bins of the `paper` rank bound
                 cache_bytes:int=2**30,  # memory for the candidates' sorted state (`Rows`); 0: recompute every score
+                rows_from:int=256,      # keep rows once |S| reaches this (below, recomputing is as cheap as merging)
                 device:str="cpu",       # torch device
                 progress:bool=False     # show a progress bar
                ) -> Selection:
@@ -311,6 +312,7 @@ def novelselect(x,                      # (N, D) embeddings
     rows = Rows(n, budget, variant, cap, device) if cap >= batch else None
     p = _first(n, seed, gid, left)
     S, scores, evals, elems = [p], [math.nan], 0, 0
+    last, gaps = torch.full((n,), -1, dtype=torch.long, device=device), []      # when each candidate was last scored exactly
     bd.add(torch.tensor(p, device=device))
     bar = tqdm(total=budget - 1, desc="novelselect", disable=not progress, leave=False)
     while len(S) < budget:
@@ -329,8 +331,9 @@ def novelselect(x,                      # (N, D) embeddings
             top = bvals[pos] * scale
             if top + 1e-9 * abs(top) + 1e-12 < best - TIE * abs(best): break   # no remaining bound can reach (or tie) the best
             idx = order[pos:pos + batch]; idx = idx[torch.tensor(bvals[pos:pos + batch]) > -math.inf].to(device); pos += batch
-            v = rows.score(bd, idx, m, alpha) if rows is not None else novelty(e, sigma, S, idx, alpha, variant)
+            v = rows.score(bd, idx, m, alpha) if rows is not None and m >= rows_from else novelty(e, sigma, S, idx, alpha, variant)
             evals += len(idx); elems += len(idx) * m
+            prev = last[idx]; gaps.append(m - prev[prev >= 0]); last[idx] = m
             bd.ub[idx] = v / scale
             best = max(best, float(v.max())); seen.append(idx); vals.append(v)
         seen, vals = torch.cat(seen), torch.cat(vals)
@@ -339,8 +342,11 @@ def novelselect(x,                      # (N, D) embeddings
         scores.append(float(vals[seen == bi][0])); S.append(bi); bd.add(torch.tensor(bi, device=device)); bar.update(1)
         if rows is not None: rows.drop(bi)
     bar.close()
+    gaps = torch.cat(gaps).float() if gaps else torch.zeros(0)
     return Selection(S, scores, evals, {"exact_per_step": evals / max(1, budget - 1), "pool": n, "steps": budget - 1,
-                                        "exact_elements": elems, "cached_rows": cap if rows else 0})
+                                        "exact_elements": elems, "cached_rows": cap if rows else 0,
+                                        "re_evaluated": len(gaps) / max(1, evals),
+                                        "steps_since_last_score": float(gaps.median()) if len(gaps) else math.nan})
 
 # %% ../nbs/19_novelselect.ipynb #88d0ff38
 def _exact_masked(bd:Bounds, idx, hi:int, alpha:float, w:torch.Tensor, chunk_bytes:int=2**27) -> torch.Tensor:

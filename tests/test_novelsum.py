@@ -86,7 +86,7 @@ def test_fast_equals_naive(variant, alpha, beta, K, kind, n, dim, seed, frac):
     if len(np.unique(x, axis=0)) <= K: return
     budget = max(2, int(frac * n))
     want = naive_select(x, budget, alpha, beta, K, variant, seed)
-    got = nv.novelselect(x, budget, alpha, beta, K, variant, seed, batch=8)
+    got = nv.novelselect(x, budget, alpha, beta, K, variant, seed, batch=8, rows_from=1)      # rows kept from the first step
     assert got.indices == want
     assert got.indices == nv.novelselect_naive(x, budget, alpha, beta, K, variant, seed)
 
@@ -98,7 +98,7 @@ def test_fast_equals_naive_n2000(variant, alpha, beta, K):
     x = make_pool("duplicates", 2000, 32, 7)
     budget = 60
     S = naive_select(x, budget, alpha, beta, K, variant, 3)
-    got = nv.novelselect(x, budget, alpha, beta, K, variant, seed=3)
+    got = nv.novelselect(x, budget, alpha, beta, K, variant, seed=3, rows_from=10)
     assert got.indices == S
     assert got.evaluations < 2000 * (budget - 1)      # it did not score every candidate at every step
 
@@ -175,7 +175,7 @@ def test_lazy_path_cache_sizes(variant, cache_bytes):
     "No cache, a cache far too small for the pool (rows dropped and rebuilt), a cache that holds it: the same picks."
     x = make_pool("clusters", 600, 12, 8)
     want = naive_select(x, 40, 1, 0.5, 5, variant, 1)
-    got = nv.novelselect(x, 40, 1, 0.5, 5, variant, 1, batch=16, cache_bytes=cache_bytes)
+    got = nv.novelselect(x, 40, 1, 0.5, 5, variant, 1, batch=16, cache_bytes=cache_bytes, rows_from=1)
     assert got.indices == want
     assert (got.stats["cached_rows"] > 0) == (cache_bytes > 0)
 

@@ -1,7 +1,10 @@
 """NovelSelect benchmark: the fast (bounded lazy) path against the naive loop, N = 20,000, D = 384, budget 1,000, CPU.
 
-    python tests/perf/bench_novelsum.py --threads 1         # the full benchmark (writes tests/perf/results/novelsum.json)
+    python tests/perf/bench_novelsum.py --threads 1 --naive-steps 999 --device-path cpu   # the full benchmark (tests/perf/results/novelsum.json)
     python tests/perf/bench_novelsum.py --n 2000 --budget 100 --naive-steps 99 --small-budget 50   # a quick run
+
+`--device-path DEVICE` also times the GPU engine (`novelselect_device`: certified fixed-width steps, no per-step host
+read) on DEVICE (cpu: its CPU-tensor run; cuda where there is one) and checks its picks against the fast path's.
 
 The pool is a seeded mixture of 200 Gaussian clusters (float32 rows, like sentence embeddings).
 Each measurement runs in its own subprocess, so its peak resident memory (ru_maxrss) is its own;
@@ -33,7 +36,7 @@ def pool(n, d, seed=0):
 
 def child(a):
     import torch
-    from magicagent import novelsum as ns
+    from magicagent import novelselect as ns
     if a.threads: torch.set_num_threads(a.threads)
     x = pool(a.n, a.d)
     t = time.perf_counter(); sigma = ns.local_density(x, 10, "paper") ** 0.5; t_density = time.perf_counter() - t
@@ -42,7 +45,12 @@ def child(a):
     t = time.perf_counter()
     if a.mode == "fast":
         s = ns.novelselect(x, a.budget, sigma=sigma, seed=0)
-        out.update(indices=s.indices, exact_per_step=s.stats["exact_per_step"])
+        out.update(indices=s.indices, exact_per_step=s.stats["exact_per_step"], re_evaluated=s.stats["re_evaluated"])
+    elif a.mode == "device":
+        s = ns.novelselect_device(x, a.budget, sigma=sigma, seed=0, device=a.device)
+        if a.device.startswith("cuda"): import torch as _t; _t.cuda.synchronize()
+        out.update(indices=s.indices, exact_per_step=s.stats["exact_per_step"], steps=s.stats["steps"],
+                   host_reads=s.stats["host_reads"], width_final=s.stats["width_final"], device=a.device)
     elif a.mode == "probe":  # single naive steps late in the run, from the fast path's selection so far
         e, sig = ns._prepare(x, 0.5, 10, "paper", "cpu", sigma)
         fast = json.loads(Path(a.fast_picks).read_text()); probes = []
@@ -70,7 +78,7 @@ def child(a):
 
 def run(a, mode, budget, steps=0):
     cmd = [sys.executable, __file__, "--child", "--mode", mode, "--n", str(a.n), "--d", str(a.d), "--budget", str(budget),
-           "--steps", str(steps), "--threads", str(a.threads), "--fast-picks", str(PICKS)]
+           "--steps", str(steps), "--threads", str(a.threads), "--fast-picks", str(PICKS), "--device", a.device or "cpu"]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode: sys.exit(r.stderr)
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -83,8 +91,11 @@ def main():
     p.add_argument("--small-budget", type=int, default=100); p.add_argument("--threads", type=int, default=0)
     p.add_argument("--child", action="store_true"); p.add_argument("--mode"); p.add_argument("--steps", type=int, default=0)
     p.add_argument("--fast-picks", default=None)
+    p.add_argument("--device-path", default=None, help="also time novelselect_device on this torch device (cpu, cuda)")
+    p.add_argument("--device", default=None, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.child: return child(a)
+    a.device = a.device_path
     res = {"n": a.n, "d": a.d, "budget": a.budget, "cpu_count": os.cpu_count(), "load_avg_start": os.getloadavg()}
     fast = run(a, "fast", a.budget)
     PICKS.write_text(json.dumps(fast["indices"]))
@@ -117,6 +128,11 @@ def main():
                small_budget={"budget": a.small_budget, "fast_s": sf["loop_s"], "naive_s": sn["loop_s"],
                              "speedup": sn["loop_s"] / sf["loop_s"], "same_picks": sf["indices"] == sn["indices"]},
                load_avg_end=os.getloadavg())
+    if a.device_path:
+        dv = run(a, "device", a.budget)
+        res["device_path"] = {**{k_: v for k_, v in dv.items() if k_ != "indices"}, "same_picks_as_fast": dv["indices"] == fast["indices"]}
+        print(f"device path on {a.device_path}: {dv['loop_s']:.1f} s, {dv['steps']} steps, {dv['host_reads']} host reads, "
+              f"final width {dv['width_final']}; same picks as the fast path: {dv['indices'] == fast['indices']}", flush=True)
     print(f"speed-up at budget {a.budget}: {res['speedup_full_budget']:.1f}x (fit), {res['speedup_full_budget_interpolated']:.1f}x (interpolated)")
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / "novelsum.json").write_text(json.dumps(res, indent=1) + "\n")
