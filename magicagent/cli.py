@@ -11,9 +11,9 @@ from pathlib import Path
 from .profiles import PROFILES, add_profile_args, profile_values
 
 # %% auto #0
-__all__ = ['COMMANDS', 'SYNTH_TASKS', 'SCHEDULING_SUBTASKS', 'SCORE_PARSERS', 'Parser', 'count', 'number', 'existing', 'out_dir',
-           'command', 'parse', 'entry', 'fail', 'synth_parser', 'select_parser', 'score_parser', 'serve_parser',
-           'sft_parser', 'grpo_parser', 'evaluate_parser', 'report_parser', 'run_parser', 'profiles_parser',
+__all__ = ['COMMANDS', 'SYNTH_TASKS', 'SCHEDULING_SUBTASKS', 'Parser', 'count', 'number', 'existing', 'out_dir', 'command',
+           'parse', 'entry', 'fail', 'synth_parser', 'select_parser', 'score_parser', 'serve_parser', 'sft_parser',
+           'grpo_parser', 'evaluate_parser', 'bench_parser', 'report_parser', 'run_parser', 'profiles_parser',
            'readme_parser', 'usage', 'main']
 
 # %% ../nbs/05_cli.ipynb #801edb42
@@ -70,7 +70,7 @@ COMMANDS = {}
 
 def command(name:str, # the verb
             help:str, # its line in `magicagent --help`
-            target:str           # `module:function(args)` doing the work, imported once the arguments have parsed
+            target:str|dict      # `module:function(args)` doing the work, imported once the arguments have parsed (per subcommand: a dict)
            ):
     "Register a parser builder for `magicagent NAME`."
     def deco(build):
@@ -158,7 +158,9 @@ def _select_check(a):
     if a.by_subtask and not a.per_task: raise ValueError("--by-subtask needs --per-task")
 select_parser.check = _select_check
 
-@command("score", "official benchmark scorers (WorfBench, NaturalPlan, BFCL, ACEBench)", "magicagent.scorers:score_run")
+@command("score", "official benchmark scorers (WorfBench, NaturalPlan, BFCL, ACEBench)",
+         {"worfbench": "magicagent.scorers.worfbench:worfbench_run", "naturalplan": "magicagent.scorers.naturalplan:naturalplan_run",
+          "bfcl": "magicagent.bench.harness:score_bfcl", "acebench": "magicagent.bench.harness:score_acebench"})
 def score_parser():
     p = Parser(prog="magicagent score", description="Score prediction files with the official-faithful benchmark scorers.")
     sub = p.add_subparsers(dest="bench", required=True, parser_class=Parser)
@@ -174,10 +176,19 @@ def score_parser():
     n.add_argument("--data", type=existing("file"), required=True, help="official NaturalPlan JSON file with answers")
     n.add_argument("--field", default="pred_5shot_pro", help="field holding the answer")
     n.add_argument("--out", help="write the result JSON here")
-    for extra in SCORE_PARSERS: extra(sub)
+    b = sub.add_parser("bfcl", help="BFCL-v3 AST / relevance verdicts of a result file (Python categories)")
+    b.add_argument("--category", required=True, help="a BFCL category, e.g. simple, parallel_multiple, live_irrelevance")
+    b.add_argument("--data", type=existing("file"), required=True, help="BFCL_v3_CAT.json (JSON Lines: id, question, function)")
+    b.add_argument("--answers", type=existing("file"), default=None, help="possible_answer/BFCL_v3_CAT.json (not needed for the relevance categories)")
+    b.add_argument("--result", type=existing("file"), required=True, help="JSON Lines: {id, result}")
+    b.add_argument("--out", required=True, help="write {accuracy, items: [{id, valid}]} here")
+    c = sub.add_parser("acebench", help="ACEBench (English) verdicts of a result file")
+    c.add_argument("--category", required=True, help="e.g. normal_atom_number, normal_multi_turn_user_adjust, special_incomplete")
+    c.add_argument("--data", type=existing("file"), required=True, help="data_en/data_CAT.json")
+    c.add_argument("--answers", type=existing("file"), default=None, help="possible_answer/data_CAT.json (not needed for special_irrelevant)")
+    c.add_argument("--result", type=existing("file"), required=True, help="JSON Lines: {id, result}, aligned with the data by line")
+    c.add_argument("--out", required=True, help="write {accuracy, items: [{id, valid}]} here")
     return p
-
-SCORE_PARSERS = []   # more `score` benchmarks register a function(subparsers) here
 
 @command("serve", "serve a model on an OpenAI-compatible API", "magicagent.models:serve_run")
 def serve_parser():
@@ -225,6 +236,23 @@ def evaluate_parser():
     p.add_argument("--max-new-tokens", type=count(1), default=None); p.add_argument("--no-progress", action="store_true")
     p.add_argument("--dtype", default=None, help="weights dtype for the transformers backend (default: the profile's eval_dtype)")
     p.add_argument("--against", type=existing("dir"), default=None, help="an earlier evaluation directory on the same prompts: print the paired comparison with it")
+    return p
+
+@command("bench", "run a model on a public benchmark (§6.1)", "magicagent.bench.harness:bench_run")
+def bench_parser():
+    p = _stage("magicagent bench", "Run a model on a public benchmark (§6.1) with the official-faithful scorers; cached, resumable.")
+    p.add_argument("--benchmark", required=True, choices=["bfcl", "bfcl_multi_turn", "acebench", "worfbench", "naturalplan"])
+    p.add_argument("--model", required=True, help="registry name, hub id or local path (openai backend: the served name)")
+    p.add_argument("--data", default=None, help="the benchmark's files (BFCL default: the bfcl-eval package's data)")
+    p.add_argument("--categories", nargs="+", default=None, help="categories/tasks (default: all)")
+    p.add_argument("--limit", type=count(1), default=None, help="items per category (default: the profile's bench_bfcl_per_category for BFCL, else all)")
+    p.add_argument("--backend", choices=["transformers", "openai", "vllm"], default=None, help="default: the profile's backend")
+    p.add_argument("--base-url", default=None, help="OpenAI-compatible server for --backend openai")
+    p.add_argument("--max-new-tokens", type=count(1), default=None, help="default: the profile's bench_max_new_tokens")
+    p.add_argument("--batch-size", type=count(1), default=None, help="default: the profile's eval_batch_size")
+    p.add_argument("--name", default=None, help="results go to runs/<profile>/eval/<name>/ (default: from --model)")
+    p.add_argument("--out", type=out_dir, default=None, help="results directory (overrides --profile/--name)")
+    p.add_argument("--no-progress", action="store_true")
     return p
 
 @command("report", "the paper's tables and figures from a run's results (§6)", "magicagent.experiments:report_run")
@@ -275,7 +303,9 @@ def main(argv:list|None=None) -> int:
         return 2
     try: a = parse(cmd, rest)
     except SystemExit as e: return int(e.code or 0)          # --help (0) or a usage error, already printed (2)
-    mod, fn = COMMANDS[cmd]["target"].split(":")
+    target = COMMANDS[cmd]["target"]
+    if isinstance(target, dict): target = target[a.bench]          # a verb with subcommands (`score worfbench`, …)
+    mod, fn = target.split(":")
     try: f = getattr(importlib.import_module(mod), fn)
     except (ModuleNotFoundError, AttributeError) as e: return fail(cmd, f"the command is not available in this install ({e})")
     return int(f(a) or 0)

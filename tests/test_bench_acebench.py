@@ -4,7 +4,9 @@ from pathlib import Path
 import pytest
 from magicagent.bench import acebench
 from magicagent.bench.astparse import decode_ace, DecodeError
-from magicagent.bench.harness import add_score_parsers, ace_evaluate
+from magicagent.bench.harness import ace_evaluate
+from magicagent.cli import parse
+from magicagent.bench.harness import score_acebench
 
 FIX = Path(__file__).parent / "fixtures" / "bench" / "acebench" / "data_all"
 
@@ -63,8 +65,7 @@ def test_summary():
     s = acebench.ace_summary({c: 1.0 for c in acebench.NORMAL})
     assert s == {"normal": 1.0, "special": 0.0, "summary_official": 0.578}
 
-def _args(argv):
-    ap = argparse.ArgumentParser(); add_score_parsers(ap.add_subparsers(dest="bench", required=True)); return ap.parse_args(argv)
+def _args(argv): return parse("score", argv)
 
 def test_score_acebench_cli(tmp_path):
     res = tmp_path / "r.json"
@@ -72,11 +73,13 @@ def test_score_acebench_cli(tmp_path):
     out = tmp_path / "o.json"
     a = _args(["acebench", "--category", "normal_atom_number", "--data", str(FIX / "data_en" / "data_normal_atom_number.json"),
                "--answers", str(FIX / "possible_answer" / "data_normal_atom_number.json"), "--result", str(res), "--out", str(out)])
-    assert a.score_handler(a) == 0
+    assert score_acebench(a) == 0
     assert json.loads(out.read_text())["items"] == [{"id": "normal_atom_number_1", "valid": True, "error": None}]
 
 def test_score_acebench_cli_errors(tmp_path, capsys):
-    a = _args(["acebench", "--category", "normal_atom_bogus", "--data", "x", "--answers", "y", "--result", "z", "--out", str(tmp_path / "o")])
-    assert a.score_handler(a) == 2 and "normal_atom_bogus" in capsys.readouterr().err
-    a = _args(["acebench", "--category", "normal_atom_number", "--data", str(tmp_path / "missing.json"), "--answers", "y", "--result", "z", "--out", str(tmp_path / "o")])
-    assert a.score_handler(a) == 2 and "missing.json" in capsys.readouterr().err
+    x = tmp_path / "x.json"; x.write_text("[]")
+    a = _args(["acebench", "--category", "normal_atom_bogus", "--data", str(x), "--answers", str(x), "--result", str(x), "--out", str(tmp_path / "o")])
+    assert score_acebench(a) == 2 and "normal_atom_bogus" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:       # a missing file is refused as the arguments are read
+        _args(["acebench", "--category", "normal_atom_number", "--data", str(tmp_path / "missing.json"), "--answers", str(x), "--result", str(x), "--out", str(tmp_path / "o")])
+    assert e.value.code == 2 and "missing.json: no such file" in capsys.readouterr().err

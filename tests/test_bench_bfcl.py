@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest
 from magicagent.bench import bfcl
 from magicagent.bench.astparse import decode_bfcl, DecodeError
-from magicagent.bench.harness import add_score_parsers
+from magicagent.cli import parse
+from magicagent.bench.harness import score_bfcl
 
 FIX = Path(__file__).parent / "fixtures" / "bench" / "bfcl"
 
@@ -94,14 +95,13 @@ def test_scores():
     assert bfcl.bfcl_summary({"live_simple": 1.0})["live"] == pytest.approx(258 / 2251)
 
 # the score CLI
-def _score_args(argv):
-    ap = argparse.ArgumentParser(); add_score_parsers(ap.add_subparsers(dest="bench", required=True)); return ap.parse_args(argv)
+def _score_args(argv): return parse("score", argv)
 
 def test_score_bfcl_cli(tmp_path):
     out = tmp_path / "o.json"
     a = _score_args(["bfcl", "--category", "simple", "--data", str(FIX / "BFCL_v3_simple.json"), "--answers",
                      str(FIX / "possible_answer" / "BFCL_v3_simple.json"), "--result", str(FIX / "result" / "BFCL_v3_simple_result.json"), "--out", str(out)])
-    assert a.score_handler(a) == 0
+    assert score_bfcl(a) == 0
     r = json.loads(out.read_text())
     assert [(x["id"], x["valid"]) for x in r["items"]] == [("simple_0", True), ("simple_1", False), ("simple_363", True)]
     assert r["accuracy"] == pytest.approx(2 / 3)
@@ -110,9 +110,9 @@ def test_score_bfcl_cli_errors(tmp_path, capsys):
     bad = tmp_path / "r.json"; bad.write_text('{"id": "simple_9", "result": "[]"}\n')
     a = _score_args(["bfcl", "--category", "simple", "--data", str(FIX / "BFCL_v3_simple.json"), "--answers",
                      str(FIX / "possible_answer" / "BFCL_v3_simple.json"), "--result", str(bad), "--out", str(tmp_path / "o.json")])
-    assert a.score_handler(a) == 2 and "simple_9" in capsys.readouterr().err
+    assert score_bfcl(a) == 2 and "simple_9" in capsys.readouterr().err
     bad.write_text("{not json\n")
-    assert a.score_handler(a) == 2 and f"{bad}:1" in capsys.readouterr().err
+    assert score_bfcl(a) == 2 and f"{bad}:1" in capsys.readouterr().err
 
 # bfcl-eval's own checker on its own data, beside ours
 def _render(ans):

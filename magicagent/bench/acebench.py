@@ -11,6 +11,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from .astparse import DecodeError, decode_ace
 from .bfcl import read_lines, std
+from ..models import cache_dir
 
 # %% auto #0
 __all__ = ['NORMAL', 'SPECIAL', 'CATEGORIES', 'MULTI_TURN_CONVERSATIONS', 'ACE_TYPES', 'SYSTEM_PROMPT_EN', 'official_prompts',
@@ -43,7 +44,6 @@ SYSTEM_PROMPT_EN = (
 def official_prompts() -> dict|None:
     "ACEBench's English prompt templates as EvalScope ships them verbatim (MIT), read from an installed copy without importing it; None if none is installed."
     import importlib.util, ast as _ast
-    from magicagent.models import cache_dir
     spec = importlib.util.find_spec("evalscope")
     roots = [Path(list(spec.submodule_search_locations)[0])] if spec and spec.submodule_search_locations else []
     roots += sorted((cache_dir() / "bench-tools-venv").glob("lib/python*/site-packages/evalscope"))

@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 from ..core import rng_for, write_json
 from ..evaluate import read_partial, model_stamp
 from .bfcl import fetch_bfcl_eval
+from ..models import get_generator
 
 # %% auto #0
 __all__ = ['MULTI_TURN_CATEGORIES', 'MAXIMUM_STEP_LIMIT', 'MultiTurnBackend', 'play_entry', 'run_bfcl_multi_turn']
@@ -139,7 +140,6 @@ def run_bfcl_multi_turn(model:str, out_dir:str|Path, categories=("multi_turn_bas
                "seed": seed, "max_new_tokens": max_new_tokens, "dtype": dtype, "model_stamp": model_stamp(model), "ids": [e["id"] for e in entries]}
         known = read_partial(cache, key)
         if generator is None and len(known) < len(entries):
-            from magicagent.models import get_generator
             generator = get_generator(model, backend=backend, base_url=base_url, **({"dtype": dtype} if backend == "transformers" else {}))
         cache.write_text("".join(json.dumps(r) + "\n" for r in [{"key": key}] + [{"id": i, "completion": c} for i, c in known.items()]))
         items = []

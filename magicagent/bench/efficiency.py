@@ -9,7 +9,7 @@ from __future__ import annotations
 import json, os, shutil, socket, subprocess, sys, time, urllib.request
 from pathlib import Path
 from ..core import write_json
-from ..models import cache_dir, resolve_model
+from ..models import build_tiny_random, cache_dir, resolve_model
 
 # %% auto #0
 __all__ = ['TOOL_REQUIREMENTS', 'PAPER_TABLE7', 'tool_env', 'free_port', 'StreamingServer', 'model_dir', 'perf_command',
@@ -75,7 +75,6 @@ def model_dir(model:str # registry name, hub id or local directory
     if model != "tiny-random": return resolve_model(model)
     d = cache_dir() / "tiny-random"
     if not (d / "config.json").exists():
-        from magicagent.models import build_tiny_random
         m, tok = build_tiny_random(); m.save_pretrained(d); tok.save_pretrained(d)
     return str(d)
 

@@ -10,6 +10,9 @@ import hashlib, json, sys, time
 from pathlib import Path
 from tqdm.auto import tqdm
 from ..core import write_json, atomic_open
+from ..profiles import run_dir, typed
+from ..models import get_generator, resolve_dtype
+from ..cli import entry, fail
 from ..evaluate import eval_batches, read_partial, model_stamp, eval_name
 from . import bfcl, acebench, worfbench, naturalplan
 from .bfcl import bfcl_data_dir
@@ -17,7 +20,7 @@ from .bfcl_multi import run_bfcl_multi_turn, MULTI_TURN_CATEGORIES
 
 # %% auto #0
 __all__ = ['BENCHMARKS', 'AGENTIC', 'bfcl_evaluate', 'ace_evaluate', 'generate_cached', 'run_benchmark', 'table2_rows',
-           'build_parser', 'bench_main', 'bench_run', 'add_score_parsers', 'score_bfcl', 'score_acebench']
+           'bench_main', 'bench_run', 'score_bfcl', 'score_acebench']
 
 # %% ../../nbs/70_benchmarks.ipynb #cda3df41
 def bfcl_evaluate(items:list, completions:list) -> dict:
@@ -98,9 +101,7 @@ def run_benchmark(benchmark:str,            # a name of BENCHMARKS
     load, evaluate, _ = BENCHMARKS[benchmark]
     items = load(data, list(categories) if categories else None, limit, seed)
     if not items: raise ValueError(f"{benchmark}: no items to run")
-    if backend == "transformers":
-        from magicagent.models import resolve_dtype
-        dtype = resolve_dtype(dtype)
+    if backend == "transformers": dtype = resolve_dtype(dtype)
     key = {"benchmark": benchmark, "model": model, "backend": backend, "data": str(data) if data else None,
            "categories": list(categories) if categories else None, "limit": limit, "seed": seed, "max_new_tokens": max_new_tokens,
            "dtype": dtype, "model_stamp": model_stamp(model),
@@ -108,7 +109,6 @@ def run_benchmark(benchmark:str,            # a name of BENCHMARKS
            "prompts": hashlib.sha256(json.dumps([it["messages"] for it in items]).encode()).hexdigest()[:16]}
     out_dir = Path(out_dir); cache = out_dir / f"{benchmark}.generations.jsonl"
     if generator is None and len(read_partial(cache, key)) < len(items):
-        from magicagent.models import get_generator
         kw = {"batch_size": batch_size, "dtype": dtype} if backend == "transformers" else {}
         generator = get_generator(model, backend=backend, base_url=base_url, **kw)
     t0 = time.time()
@@ -132,36 +132,14 @@ def table2_rows(result:dict, model_label:str|None=None) -> list:
     return rows
 
 # %% ../../nbs/70_benchmarks.ipynb #47cefb5c
-def build_parser():
-    "The `magicagent bench` parser (argparse and profiles only: `--help` answers without loading a model)."
-    import argparse
-    from magicagent.profiles import add_profile_args
-    p = argparse.ArgumentParser(prog="magicagent bench", description="Run a model on a public benchmark (§6.1) with the official-faithful scorers.")
-    p.add_argument("--benchmark", required=True, choices=["bfcl", "bfcl_multi_turn", "acebench", "worfbench", "naturalplan"])
-    p.add_argument("--model", required=True, help="registry name, hub id or local path (openai backend: the served name)")
-    p.add_argument("--data", default=None, help="the benchmark's files (BFCL default: the bfcl-eval package's data)")
-    p.add_argument("--categories", nargs="+", default=None, help="categories/tasks (default: all)")
-    p.add_argument("--limit", type=int, default=None, help="items per category (default: the profile's bench_bfcl_per_category for BFCL, else all)")
-    p.add_argument("--backend", choices=["transformers", "openai", "vllm"], default=None, help="default: the profile's backend")
-    p.add_argument("--base-url", default=None, help="OpenAI-compatible server for --backend openai")
-    p.add_argument("--max-new-tokens", type=int, default=None, help="default: the profile's bench_max_new_tokens")
-    p.add_argument("--batch-size", type=int, default=None, help="default: the profile's eval_batch_size")
-    p.add_argument("--name", default=None, help="results go to runs/<profile>/eval/<name>/ (default: from --model)")
-    p.add_argument("--out", default=None, help="results directory (overrides --profile/--name)")
-    p.add_argument("--run-root", default=None, help="default: the profile's run_root, relative to nbs/")
-    p.add_argument("--no-progress", action="store_true")
-    add_profile_args(p)
-    return p
-
 def bench_main(argv:list|None=None) -> int:
-    "Entry point of `magicagent bench`: parse `argv`, then `bench_run`."
-    return bench_run(build_parser().parse_args(argv))
+    "Entry point of `magicagent bench` (its arguments are declared in `magicagent.cli`)."
+    return entry("bench", bench_run, argv)
 
 def bench_run(a) -> int:
-    "`magicagent bench` on parsed arguments (`a.values`, if the caller resolved the profile, else from `--profile`/`--set`)."
-    from magicagent.profiles import profile_values, typed, run_dir
+    "`magicagent bench` on parsed arguments (`magicagent.cli.parse('bench', argv)`)."
     try:
-        vals = getattr(a, "values", None) or profile_values(a)
+        vals = a.values
         out = Path(a.out) if a.out else run_dir(vals, a.run_root).eval_dir(a.name or eval_name(a.model))
         per = {"bfcl": "bench_bfcl_per_category", "bfcl_multi_turn": "bench_bfcl_multi_turn"}.get(a.benchmark)
         limit = a.limit if a.limit is not None else ((typed(vals, per, int, 0) or None) if per else None)
@@ -174,33 +152,14 @@ def bench_run(a) -> int:
             res = run_benchmark(a.benchmark, a.model, out, a.data, a.categories, limit,
                                 batch_size=a.batch_size or typed(vals, "eval_batch_size", int, 8),
                                 batch_tokens=typed(vals, "eval_batch_tokens", int, 0) or None, **common)
-    except (FileNotFoundError, ValueError, RuntimeError, ImportError) as e:
-        print(f"magicagent bench: error: {e}", file=sys.stderr); return 2
+    except (FileNotFoundError, ValueError, RuntimeError, ImportError) as e: return fail("bench", e)
     for c, v in res["by_category"].items(): print(f"{c:<40} n={v['n']:<5} " + "  ".join(f"{k}={x:.3f}" for k, x in v.items() if k != "n" and isinstance(x, float)))
     print("summary: " + "  ".join(f"{k}={x:.3f}" for k, x in res["summary"].items()))
     print(f"written: {out / (a.benchmark + '.json')}")
     return 0
 
 # %% ../../nbs/70_benchmarks.ipynb #bd67e8ae
-def add_score_parsers(subparsers):
-    "Add `bfcl` and `acebench` to the subparsers of `magicagent score`; each sets `score_handler`."
-    b = subparsers.add_parser("bfcl", help="BFCL-v3 AST / relevance verdicts of a result file (Python categories)")
-    b.add_argument("--category", required=True, help="a BFCL category, e.g. simple, parallel_multiple, live_irrelevance")
-    b.add_argument("--data", required=True, help="BFCL_v3_CAT.json (JSON Lines: id, question, function)")
-    b.add_argument("--answers", default=None, help="possible_answer/BFCL_v3_CAT.json (not needed for the relevance categories)")
-    b.add_argument("--result", required=True, help="JSON Lines: {id, result}")
-    b.add_argument("--out", required=True, help="write {accuracy, items: [{id, valid}]} here")
-    b.set_defaults(score_handler=score_bfcl)
-    c = subparsers.add_parser("acebench", help="ACEBench (English) verdicts of a result file")
-    c.add_argument("--category", required=True, help="e.g. normal_atom_number, normal_multi_turn_user_adjust, special_incomplete")
-    c.add_argument("--data", required=True, help="data_en/data_CAT.json")
-    c.add_argument("--answers", default=None, help="possible_answer/data_CAT.json (not needed for special_irrelevant)")
-    c.add_argument("--result", required=True, help="JSON Lines: {id, result}, aligned with the data by line")
-    c.add_argument("--out", required=True, help="write {accuracy, items: [{id, valid}]} here")
-    c.set_defaults(score_handler=score_acebench)
-    return subparsers
-
-def _fail(msg): print(f"magicagent score: error: {msg}", file=sys.stderr); return 2
+def _fail(msg): return fail("score", msg)
 
 def score_bfcl(a) -> int:
     "`magicagent score bfcl`: one verdict per result line, matched to the data by id."

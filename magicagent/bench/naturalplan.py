@@ -8,8 +8,7 @@ Docs: https://magicagent.github.io/magicagent/bench_naturalplan.html.md"""
 from __future__ import annotations
 import json
 from pathlib import Path
-try: from magicagent.scorers.naturalplan import naturalplan_score
-except ImportError: from magicagent.rewards import naturalplan_score
+from ..scorers.naturalplan import naturalplan_score
 
 # %% auto #0
 __all__ = ['NATURALPLAN_FILES', 'naturalplan_items', 'naturalplan_evaluate']

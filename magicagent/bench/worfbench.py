@@ -8,8 +8,7 @@ Docs: https://magicagent.github.io/magicagent/bench_worfbench.html.md"""
 from __future__ import annotations
 import json
 from pathlib import Path
-try: from magicagent.scorers.worfbench import worfbench_score, read_worfbench_gold
-except ImportError: from magicagent.rewards import worfbench_score, read_worfbench_gold
+from ..scorers.worfbench import worfbench_score, read_worfbench_gold
 
 # %% auto #0
 __all__ = ['WORFBENCH_TASKS', 'worfbench_files', 'worfbench_items', 'worfbench_evaluate']

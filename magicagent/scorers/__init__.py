@@ -6,7 +6,6 @@ Docs: https://magicagent.github.io/magicagent/scorers.html.md"""
 
 # %% ../../nbs/39_scorers.ipynb #dcb1c31b
 from __future__ import annotations
-import importlib
 from ..cli import fail
 from .worfbench import worfbench_run
 from .naturalplan import naturalplan_run
@@ -17,14 +16,8 @@ __all__ = ['SCORE_HANDLERS', 'score_run']
 # %% ../../nbs/39_scorers.ipynb #5861dc8f
 SCORE_HANDLERS = {"worfbench": worfbench_run, "naturalplan": naturalplan_run}
 
-def _bench_handler(bench:str):
-    "`magicagent.bench.harness.score_<bench>`, or `None` where there is none."
-    try: mod = importlib.import_module("magicagent.bench.harness")
-    except ImportError: return None
-    return getattr(mod, f"score_{bench}", None)
-
 def score_run(a) -> int:
-    "`magicagent score BENCH …`: run the handler of `a.bench` on the parsed arguments; its exit code."
-    handler = SCORE_HANDLERS.get(a.bench) or getattr(a, "score_handler", None) or _bench_handler(a.bench)
+    "`magicagent score worfbench|naturalplan …`: run the handler of `a.bench` on the parsed arguments; its exit code."
+    handler = SCORE_HANDLERS.get(a.bench)
     if handler is None: return fail("score", f"no scorer for benchmark {a.bench!r}; known: {', '.join(SCORE_HANDLERS)}")
     return handler(a)
