@@ -3,7 +3,8 @@ import json, os, signal, subprocess, sys, time
 from pathlib import Path
 import pytest
 from magicagent.bench import harness
-from magicagent.bench.harness import run_benchmark, bench_main, build_parser, table2_rows
+from magicagent.bench.harness import run_benchmark, bench_main, table2_rows
+from magicagent.cli import parse
 
 FIX = Path(__file__).parent / "fixtures" / "bench"
 
@@ -102,13 +103,13 @@ def test_missing_data_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="tau2 runs its own loop"): run_benchmark("tau2", "m", tmp_path)
 
 def test_cli(tmp_path, capsys):
-    assert build_parser().parse_args(["--benchmark", "bfcl", "--model", "m"]).limit is None
+    assert parse("bench", ["--benchmark", "bfcl", "--model", "m"]).limit is None
     assert bench_main(["--benchmark", "acebench", "--model", "m", "--out", str(tmp_path)]) == 2
     assert "--data" in capsys.readouterr().err
     assert bench_main(["--benchmark", "bfcl", "--model", "tiny-random", "--data", str(FIX / "bfcl"), "--categories", "simple",
                        "--limit", "1", "--max-new-tokens", "4", "--out", str(tmp_path), "--no-progress"]) == 0
     assert json.loads((tmp_path / "bfcl.json").read_text())["n"] == 1
-    with pytest.raises(SystemExit): build_parser().parse_args(["--benchmark", "nope", "--model", "m"])
+    assert bench_main(["--benchmark", "nope", "--model", "m"]) == 2
 
 def test_episode_loop_on_a_real_textworld_game(tmp_path):
     pytest.importorskip("textworld")
