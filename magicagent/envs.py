@@ -115,15 +115,15 @@ def make_game(kind:str,     # a generator of `GAME_KINDS`
     return path
 
 # %% ../nbs/50_envs.ipynb #43d327d7
-SPLITS = ("train", "id", "ood")
+SPLITS = ("sft", "train", "id", "ood")
 
-def game_plan(values:dict # profile values: `xpo_game_kind`, `xpo_knobs`, `xpo_ood_knobs`, `xpo_train_games`, `xpo_eval_games`, `seed`
+def game_plan(values:dict # profile values: `xpo_game_kind`, `xpo_knobs`, `xpo_ood_knobs`, `xpo_sft_games`, `xpo_train_games`, `xpo_eval_games`, `seed`
              ) -> dict:
     "`{split: {kind, knobs, seeds}}` of the TextWorld games of a run."
     kind = values.get("xpo_game_kind") or "cooking"
     knobs = parse_knobs(values.get("xpo_knobs"), kind, "xpo_knobs")
     ood = {**knobs, **parse_knobs(values.get("xpo_ood_knobs"), kind, "xpo_ood_knobs")}
-    sizes = {"train": typed(values, "xpo_train_games", int, 8), "id": typed(values, "xpo_eval_games", int, 4),
+    sizes = {"sft": typed(values, "xpo_sft_games", int, 8), "train": typed(values, "xpo_train_games", int, 8), "id": typed(values, "xpo_eval_games", int, 4),
              "ood": typed(values, "xpo_eval_games", int, 4)}
     seed, used, plan = typed(values, "seed", int, 0), set(), {}
     for split in SPLITS:
@@ -266,11 +266,14 @@ def textworld_splits(values:dict, root:str|Path, progress:bool=True) -> dict:
     return make_games(game_plan(values), root, workers=typed(values, "xpo_make_workers", int, 1), progress=progress)
 
 def alfworld_splits(values:dict, root:str|Path=None, progress:bool=True) -> dict:
-    "`{split: game files}` of the ALFWorld data folder `alfworld_data` (at most `xpo_train_games`/`xpo_eval_games` each; 0: all)."
-    out = {}
-    for sp in SPLITS:
-        n = typed(values, "xpo_train_games" if sp == "train" else "xpo_eval_games", int, 0)
-        gs = alfworld_games(values.get("alfworld_data") or os.environ.get("ALFWORLD_DATA"), sp)
+    "`{split: game files}` of the ALFWorld data folder `alfworld_data`: `sft` and `train` the first `xpo_sft_games` and the next `xpo_train_games` of its train split, `id`/`ood` at most `xpo_eval_games` (0: all)."
+    data, out = values.get("alfworld_data") or os.environ.get("ALFWORLD_DATA"), {}
+    train, n_sft, n_train = alfworld_games(data, "train"), typed(values, "xpo_sft_games", int, 0), typed(values, "xpo_train_games", int, 0)
+    out["sft"], rest = train[:n_sft], train[n_sft:]
+    out["train"] = rest[:n_train] if n_train > 0 else rest
+    if not out["sft"] or not out["train"]: raise ValueError(f"xpo_sft_games={n_sft}: ALFWorld's train split has {len(train)} games; both the warm start and RL need some")
+    for sp in ("id", "ood"):
+        n, gs = typed(values, "xpo_eval_games", int, 0), alfworld_games(data, sp)
         out[sp] = gs[:n] if n > 0 else gs
     return out
 

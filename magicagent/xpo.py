@@ -10,7 +10,7 @@ import contextlib, json, shutil, sys, time
 from pathlib import Path
 import torch
 from .core import RunDir, derive_seed, read_jsonl, rng_for, seed_everything, write_json, write_jsonl
-from .profiles import mixed_precision, profile_flag, run_dir, typed
+from .profiles import mixed_precision, profile_values, run_dir, typed
 from .rl import PolicyBatch, group_advantages, rl_loss, term, token_entropy, token_logprobs, token_mean
 from .models import load_causal_lm
 from .training import load_policy
@@ -115,9 +115,9 @@ def pack_turns(turns:list, # `Turn`s (`prompt_ids`, `completion_ids`, `think`)
             comp[r, :len(c)] = torch.tensor(c); mask[r, :len(c)] = 1; think[r, :len(c)] = torch.tensor(t.think, dtype=torch.float)
     return {"ids": ids, "attention_mask": att, "position_ids": (att.cumsum(-1) - 1).clamp(min=0), "completion": comp, "mask": mask, "think": think}
 
-def answer_logits(model, packed:dict) -> torch.Tensor:
+def answer_logits(model, packed:dict, device=None) -> torch.Tensor:
     "The logits predicting each answer token, (B, T, V)."
-    dev, T = model.device, packed["completion"].shape[1]
+    dev, T = device or model.device, packed["completion"].shape[1]
     out = model(input_ids=packed["ids"].to(dev), attention_mask=packed["attention_mask"].to(dev),
                 position_ids=packed["position_ids"].to(dev), logits_to_keep=T + 1)
     return out.logits[:, :-1].float()
@@ -127,8 +127,12 @@ def xpo_step(model, optimizer, episodes:list, group_size:int, coefs:dict, cfg:di
              pad:int, temperature:float=1.0,
              ref_model=None,          # the reference policy, for the KL term
              chunk:int=8,             # trajectories per forward pass
-             max_grad_norm:float=1.0) -> dict:
+             max_grad_norm:float=1.0,
+             accelerator=None         # data parallel: `accelerate.Accelerator` (each process brings its own episodes)
+            ) -> dict:
     "One optimiser update from `episodes` (groups of `group_size` consecutive episodes of one game); the step's statistics."
+    backward = accelerator.backward if accelerator else (lambda l: l.backward())
+    dev = accelerator.device if accelerator else model.device
     adv = group_advantages(torch.tensor([e.reward for e in episodes], dtype=torch.float), group_size)
     needs_h = any(k in coefs for k in ("entropy", "smooth", "ib"))
     trajs = [i for i, e in enumerate(episodes) if e.turns]
@@ -138,25 +142,28 @@ def xpo_step(model, optimizer, episodes:list, group_size:int, coefs:dict, cfg:di
         ids = trajs[c:c + chunk]
         turns = [t for i in ids for t in episodes[i].turns]
         pk = pack_turns(turns, pad)
-        logits = answer_logits(model, pk)
+        logits = answer_logits(model, pk, dev)
         logp = token_logprobs(logits, pk["completion"].to(logits.device), temperature)
         H = token_entropy(logits if needs_h else logits.detach(), temperature)
         mask, think = pk["mask"].to(logp.device), pk["think"].to(logp.device)
         ref_logp = None
         if coefs.get("kl"):
-            with torch.no_grad(): ref_logp = token_logprobs(answer_logits(ref_model, pk), pk["completion"].to(logits.device), temperature)
+            with torch.no_grad(): ref_logp = token_logprobs(answer_logits(ref_model, pk, dev), pk["completion"].to(logits.device), temperature)
         h_ref = refs.per_token(think)
         batch = PolicyBatch(logp=logp, mask=mask, adv=torch.cat([adv[i].repeat(len(episodes[i].turns)) for i in ids]).to(logp.device),
                             ref_logp=ref_logp, entropy=H, traj=torch.tensor([i for i in ids for _ in episodes[i].turns]),
                             extras={"think": think, "h_ref": None if h_ref is None else h_ref.to(logp.device)})
         loss, p = rl_loss(batch, coefs, **cfg)
-        (loss * len(ids) / len(trajs)).backward()
+        backward(loss * len(ids) / len(trajs))
         for k, v in p.items(): parts[k] = parts.get(k, 0.0) + v * len(ids) / len(trajs)
         Hd = H.detach()
         for name, m in (("think", mask * think), ("action", mask * (1 - think))):
             sums[name][0] += float((Hd * m).sum()); sums[name][1] += float(m.sum())
     gn = torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
     optimizer.step(); optimizer.zero_grad(set_to_none=True)
+    if accelerator and accelerator.num_processes > 1:       # the step's entropies over every process's tokens
+        t = accelerator.reduce(torch.tensor([v for k in ("think", "action") for v in sums[k]], device=dev), "sum").tolist()
+        sums = {"think": t[:2], "action": t[2:]}
     means = {k: s / max(n, 1.0) for k, (s, n) in sums.items()}
     means["all"] = (sums["think"][0] + sums["action"][0]) / max(sums["think"][1] + sums["action"][1], 1.0)
     refs.update(means)
@@ -202,51 +209,65 @@ def train_xpo(values:dict,      # profile values
               out_dir:str|Path,
               progress:bool=True) -> dict:
     "One online RL run; writes `steps.jsonl`, `evals.jsonl`, `summary.json` and `final/` in `out_dir`; returns the summary."
+    from accelerate import Accelerator
     from tqdm.auto import tqdm
     out = Path(out_dir)
     if (out / "summary.json").exists(): return json.loads((out / "summary.json").read_text())
-    shutil.rmtree(out, ignore_errors=True); out.mkdir(parents=True)
+    acc = Accelerator(cpu=not torch.cuda.is_available())
+    rank, world, main = acc.process_index, acc.num_processes, acc.is_main_process
     c, coefs, cfg = xpo_config(values), method_coefs(method, values), term_settings(values)
+    if c["games_per_step"] % world: raise ValueError(f"xpo_games_per_step={c['games_per_step']} must be a multiple of the {world} processes")
+    if main: shutil.rmtree(out, ignore_errors=True); out.mkdir(parents=True)
     seed_everything(derive_seed(seed, "xpo", "init"))
-    dev = "cuda" if torch.cuda.is_available() else "cpu"
     model, tok = load_policy(start, values)
-    model.to(dev)
-    ref = load_causal_lm(start, dtype=values.get("dtype"), device=dev).eval() if coefs.get("kl") else None
+    ref = load_causal_lm(start, dtype=values.get("dtype"), device=str(acc.device)).eval() if coefs.get("kl") else None
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=c["lr"], betas=c["betas"], weight_decay=c["weight_decay"])
+    model, opt = acc.prepare(model, opt)
+    policy, dev = acc.unwrap_model(model), str(acc.device)
     refs = EntropyReference(by_type=method == "x2po")
-    n = c["games_per_step"] * c["group_size"]
-    train_envs = [make_env(values, splits["train"]) for _ in range(n)]
-    eval_envs = {sp: [make_env(values, splits[sp]) for _ in splits[sp]] for sp in ("id", "ood")}
+    per = c["games_per_step"] // world                     # this process's games of a step
+    train_envs = [make_env(values, splits["train"]) for _ in range(per * c["group_size"])]
+    eval_envs = {sp: [make_env(values, splits[sp]) for _ in splits[sp][rank::world]] for sp in ("id", "ood")}
     order, rng = [], rng_for(seed, "xpo", "games")
     def evaluate(step):
         row = {"step": step}
         for sp, envs in eval_envs.items():
-            with autocast(values, dev): r = evaluate_success(model, tok, envs, c["max_turns"], c["history"], c["max_new_tokens"])
-            row.update({f"{sp}_{k}": v for k, v in r.items()})
-        _jsonl_append(out / "evals.jsonl", row); return row
+            with autocast(values, dev):
+                eps = rollout(hf_generate(policy, tok, do_sample=False, max_new_tokens=c["max_new_tokens"]), tok, envs,
+                              list(range(rank, len(splits[sp]), world)), c["max_turns"], c["history"])
+            t = acc.reduce(torch.tensor([sum(e.won for e in eps), sum(e.reward for e in eps), sum(len(e.turns) for e in eps)],
+                                        dtype=torch.float, device=dev), "sum").tolist()
+            row.update({f"{sp}_success": t[0] / len(splits[sp]), f"{sp}_reward": t[1] / len(splits[sp]), f"{sp}_turns": t[2] / len(splits[sp])})
+        if main: _jsonl_append(out / "evals.jsonl", row)
+        return row
     t0, evals = time.time(), [evaluate(0)]
-    bar = tqdm(range(1, c["steps"] + 1), desc=f"{method} seed {seed}", disable=not progress)
+    bar = tqdm(range(1, c["steps"] + 1), desc=f"{method} seed {seed}", disable=not progress or not main)
     for step in bar:
         while len(order) < c["games_per_step"]:
             order += rng.sample(range(len(splits["train"])), len(splits["train"]))
         games, order = order[:c["games_per_step"]], order[c["games_per_step"]:]
-        seeds = [g for g in games for _ in range(c["group_size"])]
-        torch.manual_seed(derive_seed(seed, "xpo", "rollout", step))
+        seeds = [g for g in games[rank * per:(rank + 1) * per] for _ in range(c["group_size"])]
+        torch.manual_seed(derive_seed(seed, "xpo", "rollout", step, rank))
         ts = time.time()
-        gen = hf_generate(model, tok, do_sample=True, temperature=c["temperature"], top_p=c["top_p"], top_k=c["top_k"],
+        gen = hf_generate(policy, tok, do_sample=True, temperature=c["temperature"], top_p=c["top_p"], top_k=c["top_k"],
                           max_new_tokens=c["max_new_tokens"])
         with autocast(values, dev):
             eps = rollout(gen, tok, train_envs, seeds, c["max_turns"], c["history"])
             tr = time.time()
-            stats = xpo_step(model, opt, eps, c["group_size"], coefs, cfg, refs, tok.pad_token_id, c["temperature"], ref, c["chunk"])
+            stats = xpo_step(model, opt, eps, c["group_size"], coefs, cfg, refs, tok.pad_token_id, c["temperature"], ref, c["chunk"],
+                             accelerator=acc)
+        if world > 1: stats = dict(zip(stats, acc.reduce(torch.tensor(list(stats.values()), device=dev), "mean").tolist()))
         row = {"step": step, **stats, "rollout_s": round(tr - ts, 3), "update_s": round(time.time() - tr, 3)}
-        _jsonl_append(out / "steps.jsonl", row)
+        if main: _jsonl_append(out / "steps.jsonl", row)
         bar.set_postfix(reward=f"{stats['reward']:.2f}", succ=f"{stats['success']:.2f}")
         if step % c["eval_every"] == 0 or step == c["steps"]: evals.append(evaluate(step))
-    model.save_pretrained(out / "final"); tok.save_pretrained(out / "final")
-    summary = {"method": method, "seed": seed, "start": str(start), "steps": c["steps"], "seconds": round(time.time() - t0, 1),
-               "coefs": coefs, "evals": evals}
-    write_json(out / "summary.json", summary)
+    acc.wait_for_everyone()
+    summary = {"method": method, "seed": seed, "start": str(start), "steps": c["steps"], "processes": world,
+               "seconds": round(time.time() - t0, 1), "coefs": coefs, "evals": evals}
+    if main:
+        policy.save_pretrained(out / "final"); tok.save_pretrained(out / "final")
+        write_json(out / "summary.json", summary)
+    acc.wait_for_everyone()
     return summary
 
 # %% ../nbs/51_xpo.ipynb #3c3c259f
@@ -254,7 +275,7 @@ def online_data(values:dict, rd:RunDir, progress:bool=True) -> dict:
     "`{splits, expert, start}`: the games, the expert `Sample`s and the policy to warm-start (made under `rd/xpo/` where missing)."
     root, seed, hist = rd.stage("xpo"), typed(values, "seed", int, 0), typed(values, "xpo_history", int, 2)
     splits = env_splits(values, root / "games", progress)
-    expert = expert_samples(make_env(values, splits["train"]), range(len(splits["train"])), seed, hist)
+    expert = expert_samples(make_env(values, splits["sft"]), range(len(splits["sft"])), seed, hist, split="sft")
     write_jsonl(root / "expert.jsonl", expert)
     start = values.get("xpo_model") or "small"
     if start == "small":
@@ -281,14 +302,28 @@ def warm_values(values:dict) -> dict:
     return v
 
 # %% ../nbs/51_xpo.ipynb #807c8d79
+def _run_one(args:tuple) -> dict:
+    "`train_xpo` in a worker process, on its share of the CPU threads."
+    values, method, seed, start, splits, out, threads = args
+    if threads: torch.set_num_threads(threads)
+    return train_xpo(values, method, seed, start, splits, out, progress=False)
+
 def run_experiment(values:dict, start:str, splits:dict, root:str|Path, progress:bool=True) -> list:
-    "Every method of `xpo_methods` × each of `xpo_seeds` seeds from `start`: their run summaries (runs done before are read back)."
+    "Every method of `xpo_methods` × each of `xpo_seeds` seeds from `start`, `xpo_workers` runs at once: their summaries (finished runs are read back)."
+    from concurrent.futures import ProcessPoolExecutor
+    import multiprocessing as mp, os
+    from tqdm.auto import tqdm
     methods = (values.get("xpo_methods") or "grpo epo x2po").split()
     bad = [m for m in methods if m not in METHODS]
     if bad: raise ValueError(f"xpo_methods: unknown method(s) {bad}; expected some of {', '.join(METHODS)}")
-    base = typed(values, "seed", int, 0)
-    return [train_xpo(values, m, base + s, start, splits, Path(root) / f"{m}-seed{base + s}", progress)
-            for s in range(typed(values, "xpo_seeds", int, 1)) for m in methods]
+    base, workers = typed(values, "seed", int, 0), max(1, typed(values, "xpo_workers", int, 1))
+    runs = [(m, base + s) for s in range(typed(values, "xpo_seeds", int, 1)) for m in methods]
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1: workers = 1          # under `accelerate launch` the processes share each run
+    threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else 0
+    jobs = [(values, m, s, start, splits, Path(root) / f"{m}-seed{s}", threads) for m, s in runs]
+    if workers == 1: return [train_xpo(*j[:-1], progress=progress) for j in jobs]
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as ex:
+        return list(tqdm(ex.map(_run_one, jobs), total=len(jobs), desc="X²PO runs", disable=not progress))
 
 def table5_rows(summaries:list, converged:int=2) -> list:
     "Rows `{method, seed, split, succ_star, succ}` per run and split, and the warm start's (its step-0 evaluation)."
@@ -325,24 +360,22 @@ def warm_command(values:dict, rd:RunDir, start:str) -> str:
 
 def build_parser():
     "The arguments of `magicagent xpo` (argparse and the profile options only)."
-    import argparse
+    from magicagent.cli import Parser, count
     from magicagent.profiles import add_profile_args
-    p = argparse.ArgumentParser(prog="magicagent xpo", description="Online RL in text environments: GRPO, EPO-like and X²PO from one warm start (§4.2.3).")
-    add_profile_args(p); p.add_argument("--run-root", default=None, help="where runs/<profile>/ lives (default: the profile's run_root)")
+    p = Parser(prog="magicagent xpo", description="Online RL in text environments: GRPO, EPO-like and X²PO from one warm start (§4.2.3).")
+    add_profile_args(p); p.add_argument("--run-root", default=None, help="where runs/<profile>/ lives (default: the profile's run_root, relative to nbs/)")
     p.add_argument("--model", default=None, help="the start policy (default: runs/<profile>/xpo/warm/final)")
-    p.add_argument("--method", dest="methods", action="append", choices=sorted(METHODS), default=None, help="a method to run (repeatable; default: xpo_methods)")
-    p.add_argument("--seeds", type=int, default=None, help="seeds per method (default: xpo_seeds)")
-    p.add_argument("--steps", type=int, default=None, help="RL steps per run (default: xpo_steps)")
+    p.add_argument("--method", dest="methods", action="append", choices=("grpo", "epo", "x2po"), default=None, help="a method to run (repeatable; default: xpo_methods)")
+    p.add_argument("--seeds", type=count(1), default=None, help="seeds per method (default: xpo_seeds)")
+    p.add_argument("--steps", type=count(1), default=None, help="RL steps per run (default: xpo_steps)")
     return p
 
 def xpo_run(a) -> int:
     "`magicagent xpo` with parsed arguments (`a.values`: the profile with its --set values)."
     values = dict(a.values)
     if a.methods: values["xpo_methods"] = " ".join(a.methods)
-    for k, v in (("xpo_seeds", a.seeds), ("xpo_steps", a.steps)):
-        if v is not None:
-            if v < 1: return fail("xpo", f"--{k[4:]} must be at least 1, got {v}")
-            values[k] = v
+    if a.seeds is not None: values["xpo_seeds"] = a.seeds
+    if a.steps is not None: values["xpo_steps"] = a.steps
     rd = run_dir(values, a.run_root)
     try:
         data = online_data(values, rd)
@@ -362,7 +395,6 @@ def xpo_main(argv:list|None=None) -> int:
     p = build_parser()
     try: a = p.parse_args(argv)
     except SystemExit as e: return int(e.code or 0)
-    from magicagent.profiles import profile_values
     try: a.values = profile_values(a)
     except (ValueError, FileNotFoundError) as e: return fail("xpo", e)
     return xpo_run(a)

@@ -55,9 +55,9 @@ def test_same_seed_same_game(tmp_path):
 
 
 def test_make_games_caches_and_replaces_another_plan(tmp_path):
-    v = {"xpo_game_kind": "coin", "xpo_knobs": "level=2", "xpo_ood_knobs": "level=3", "xpo_train_games": 1, "xpo_eval_games": 1, "seed": 1}
+    v = {"xpo_game_kind": "coin", "xpo_knobs": "level=2", "xpo_ood_knobs": "level=3", "xpo_sft_games": 1, "xpo_train_games": 1, "xpo_eval_games": 1, "seed": 1}
     plan = game_plan(v)
-    assert plan["ood"]["knobs"] == {"level": 3} and len({s for p in plan.values() for s in p["seeds"]}) == 3
+    assert plan["ood"]["knobs"] == {"level": 3} and len({s for p in plan.values() for s in p["seeds"]}) == 4
     g = make_games(plan, tmp_path, progress=False)
     stamp = {f: os.path.getmtime(f) for fs in g.values() for f in fs}
     assert make_games(plan, tmp_path, progress=False) == g

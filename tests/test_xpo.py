@@ -180,3 +180,33 @@ def test_cli_errors_are_one_line(capsys):
     assert xpo_main(["--profile", "smoke", "--set", "no_such_key=1"]) == 2
     assert xpo_main(["--method", "ppo"]) == 2
     assert build_parser().parse_args(["--profile", "cpu", "--method", "grpo", "--method", "x2po"]).methods == ["grpo", "x2po"]
+
+
+def test_full_profile_launch_command_dry_run(tmp_path, monkeypatch, capsys):
+    "The full profile's X²PO launch: 32 processes on 4 nodes without DeepSpeed, arguments the verb accepts, ALFWorld's data checked first."
+    from magicagent.pipeline import launch_command, stage_sets
+    from magicagent.profiles import load_profile, profile_values
+    from magicagent.xpo import xpo_run
+    v = {**load_profile("full"), "deepspeed": None}
+    cmd = launch_command("xpo", v, stage_sets(v) + ["--model", str(tmp_path / "warm")])
+    assert cmd[:2] == ["accelerate", "launch"] and "--use_deepspeed" not in cmd
+    assert cmd[cmd.index("--num_processes") + 1] == "32" and cmd[cmd.index("--num_machines") + 1] == "4"
+    assert cmd[cmd.index("-m") + 1].startswith("magicagent.") and cmd[cmd.index("-m") + 2] == "xpo"
+    argv = cmd[cmd.index("-m") + 3:] + ["--run-root", str(tmp_path), "--set", f"alfworld_data={tmp_path / 'alfworld'}"]
+    from magicagent import cli
+    if "xpo" in cli.COMMANDS: a = cli.parse("xpo", argv)          # the verb as the command line registers it
+    else: a = build_parser().parse_args(argv); a.values = profile_values(a)
+    vals = a.values
+    assert vals["xpo_env"] == "alfworld" and vals["xpo_model"] == "Qwen/Qwen2.5-3B-Instruct" and vals["xpo_max_turns"] == 50
+    assert vals["xpo_group_size"] == 8 and vals["xpo_games_per_step"] % vals["num_gpus"] == 0 and vals["deepspeed"] is None
+    monkeypatch.delenv("ALFWORLD_DATA", raising=False)
+    assert xpo_run(a) == 2
+    assert "ALFWorld data folder" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_cli_without_a_warm_start_names_the_sft_command(tmp_path, capsys):
+    rc = xpo_main(["--profile", "smoke", "--run-root", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "no warm start at" in err and "magicagent sft --profile smoke" in err and "expert.jsonl" in err
+    assert (tmp_path / "smoke" / "xpo" / "init" / "config.json").exists() and (tmp_path / "smoke" / "xpo" / "expert.jsonl").exists()
