@@ -179,7 +179,8 @@ def select_run(a) -> int:
             _pool_checks(a, recs, [record_group(r, a.by_subtask) for r in recs] if a.per_task else None)
             check_embedder(a.embedder)
             chosen, _, sel, rep = select_records(recs, a.budget, a.embedder, a.cache or out / "embed_cache",
-                                                 per_task=a.per_task, by_subtask=a.by_subtask, progress=not a.no_progress, **kw)
+                                                 per_task=a.per_task, by_subtask=a.by_subtask, split=getattr(a, "split", False),
+                                                 progress=not a.no_progress, **kw)
             write_jsonl(out / "selected.jsonl", chosen)
             rep.update(inputs=[str(f) for f in files], max_tokens=a.max_tokens, too_long=too_long)
     except (ValueError, OSError) as e: return fail("select", e)      # bad data, missing or unreadable files
@@ -253,7 +254,7 @@ def measure_selection(n:int, k:int,           # pool size, budget
 
 # %% ../nbs/20_novelsum.ipynb #81136cee
 SWEEPS = {   # (n, k) points of the scaling measurement, by `scaling_sweep`
-    "smoke": [(600, 60), (600, 120), (1200, 60), (1200, 120)],
+    "smoke": [(600, 60), (600, 120), (1200, 60)],
     "cpu": [(2500, 250), (2500, 500), (5000, 250), (5000, 500), (5000, 1000), (10000, 500), (10000, 1000)],
     "gpu": [(20000, 2000), (20000, 5000), (50000, 2000), (50000, 5000), (100000, 5000), (100000, 10000)],
 }

@@ -475,3 +475,20 @@ def test_measure_selection_in_a_fresh_process():
     assert a["picks"] == b["picks"] and a["steps"] == 29 and b["steps"] >= 29
     assert a["peak_mb"] > 0 and a["seconds"] >= a["select_seconds"] > 0 and not a["projected"]
 
+
+
+def test_select_run_honours_a_split_flag(tmp_path):
+    "`select_run` passes `split` through when the parser gives one (the parser of `magicagent select` lives in magicagent.cli)."
+    from magicagent.cli import parse
+    from magicagent.core import write_jsonl
+    recs = _records(12)
+    for t in ("scheduling", "orchestration"): write_jsonl(tmp_path / f"in/{t}.jsonl", [r for r in recs if r["task"] == t])
+    reports = {}
+    for split in (False, True):
+        a = parse("select", ["--in", str(tmp_path / "in"), "--budget", "8", "--out", str(tmp_path / f"o{split}"), "--per-task",
+                             "--neighbors", "3", "--cache", str(tmp_path / "cache"), "--no-progress", "--device", "cpu"])
+        a.split = split
+        assert ns.select_run(a) == 0
+        reports[split] = json.loads((tmp_path / f"o{split}/report.json").read_text())
+    assert reports[True]["split"] and not reports[False]["split"]
+    assert reports[True]["selected_per_group"] == reports[False]["selected_per_group"] == {"orchestration": 4, "scheduling": 4}
