@@ -119,6 +119,57 @@ def test_plan_rules_catch_broken_plans():
         assert any(x.startswith(reason) for x in OP.plan_problems(q, IDX)), reason
 
 
+# --- wording: references read as English, the assistant speaks in its own person, counts agree
+_DET = re.compile(r"\b(?:the|a|an|that|my|your|their) (?:the|a|an|that|my|your|their)\b")
+
+def _real_slots():
+    "(tool, parameter, how) for every reference a plan can carry (serial edges) and every shared value a request can repeat."
+    refs = sorted({(b, i) for a, b, f in IDX.serial for o, i in f})
+    shared = sorted({(t.name, p) for t in IDX.tools for p in re.findall(r"{(\w+)}", t.utterance or "") if p not in OP.NOT_SHARED
+                     and t.inputs.get(p, {}).get("type") not in ("integer", "number")})
+    return refs, shared
+
+def test_reference_noun_phrases_are_grammatical():
+    "No `cancel table the reservation`, `share the my from step 1 calendar`, `the latest the topic … scores`: a reference or a repeated value is a whole noun phrase after a verb or preposition."
+    refs, shared = _real_slots()
+    assert len(refs) > 250 and len(shared) > 200
+    bad = []
+    for kind, pairs in (("ref", refs), ("same", shared)):
+        for name, p in pairs:
+            t = IDX.by_name[name]
+            slots = list(dict.fromkeys(re.findall(r"{(\w+)}", t.utterance) + t.required))
+            args = {q: (("{{step1.%s}}" % q) if kind == "ref" and q == p else "val") for q in slots}
+            st = {"arguments": args, "condition": None}
+            texts = [D.phrase(t, st, {0: 1}, "plan"), D.phrase(t, st, {0: 1}, "query")] if kind == "ref" else \
+                    [D.phrase(t, st, {}, "query", {(p, "val")}), D.phrase(t, st, {}, "reply", {(p, "val")})]
+            for x in texts:
+                m = re.search(r"(\S+) (?:the [\w' -]+? from step 1|that [\w'-]+|the same [\w'-]+)", x)
+                before = m.group(1).strip("(").lower() if m else None
+                ok = before is None or before.endswith(",") or before in D._STOP or before in D._VERBS or before == t.utterance.split()[0] or \
+                     before in {"and", "user", "you", "them", "if", "how", "what", "whether", "who", "the", "a"}
+                if _DET.search(x) or "{" in x or not ok: bad.append((name, p, x))
+    assert not bad, "\n".join(map(str, bad[:15]))
+
+def test_plan_steps_and_replies_speak_for_the_assistant():
+    for k in range(300):
+        for t in D.TemplateTeacher().write(OP.compose(random.Random(k), IDX), IDX, random.Random(k)):
+            q, steps = D.parse_query_plan(t["qa"])
+            for x in steps + [t["reply"]]:
+                assert not re.search(r"\bmy\b(?! plan)|\bremind me\b|\balert me\b|\bI'm free\b", x), x
+                assert "_" not in x.replace("'", "") or re.search(r"'[^']*_[^']*'", x), x   # no identifier outside a quoted value
+
+def test_similar_plan_keeps_the_structure_and_changes_the_words():
+    changed = 0
+    for k in range(100):
+        p = D.sample_plan(random.Random(k))
+        q = D.similar_plan(p, random.Random(1000 + k))
+        assert [x["tool"] for x in q["steps"]] == [x["tool"] for x in p["steps"]] and q["operators"] == p["operators"]
+        assert [x["depends_on"] for x in q["steps"]] == [x["depends_on"] for x in p["steps"]] and q["clarify"] == p["clarify"]
+        assert OP.plan_problems({**q, "ctx": {}, "atomic": p["atomic"]}, IDX) == []
+        changed += q["turns"] != p["turns"]
+    assert changed >= 95, changed
+
+
 # --- strict QA form
 @settings(max_examples=300, deadline=None)
 @given(st.text(max_size=200))

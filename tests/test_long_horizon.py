@@ -53,6 +53,57 @@ def test_episode_success_failure_and_chaining():
     missing = lh.run_episode(task, box, [t for t in task["tools"] if t != first] + ["get_weather"], seed=3, rng=random.Random(1))
     assert missing["label"] == "failure" and missing["failure_reason"] == "tool_missing"
 
+def _pay_task():
+    "A demo task whose first request is one call of a tool with a `success` flag."
+    box, sampler = _demo()
+    pay = SIM.DemoTool("pay_order", "Pay for an order.", SIM._obj({"order_id": {"type": "string"}}, ["order_id"]),
+                       SIM._obj({"order_id": {"type": "string"}, "success": {"type": "boolean"}}, ["order_id", "success"]))
+    box = SIM.ToolBox(SIM.demo_catalog() + [pay])
+    first = [{"query": "Pay order O-12 now.", "reply": "Paid.", "steps": [{"tool": "pay_order", "arguments": {"order_id": "O-12"}, "text": "Pay order O-12"}]}]
+    def plans(rng, catalog=None): return first.pop() if first else sampler(rng, catalog)
+    return box, lh.build_task(random.Random(0), box, plans, difficulty=1)
+
+def test_a_failed_call_is_retried_or_reported_and_labelled():
+    from magicagent.synth.checks import claim_problems
+    box, task = _pay_task()
+    cand = task["tools"] + ["get_weather"]
+    bad = lh.run_episode(task, box, cand, seed=1, rng=random.Random(1), failure_rate=1.0)        # fails, fails again: reported
+    assert bad["label"] == "failure" and bad["failure_reason"] == "tool_failed"
+    last = bad["events"][-1]
+    assert last["name"] == "reply" and "not done" in last["arguments"]["content"] and "fulfilled" not in last["think"]
+    ok = lh.run_episode(task, box, cand, seed=1, rng=random.Random(1), failure_rate=0.0)
+    assert ok["label"] == "success" and [e.get("observation", {}).get("success") for e in ok["events"] if e.get("name") == "pay_order"] == [True]
+    retried = 0
+    for sd in range(40):
+        ep = lh.run_episode(task, box, cand, seed=sd, rng=random.Random(sd), failure_rate=0.5)
+        flags = [e["observation"]["success"] for e in ep["events"] if e.get("name") == "pay_order"]
+        assert ep["label"] == ("failure" if flags == [False, False] else "success"), (flags, ep["label"])
+        if flags == [False, True]: retried += 1
+        for k, e in enumerate(ep["events"]):                                         # no turn claims success over an open failure
+            if e["role"] == "assistant":
+                s = lh.turn_sample(task, ep, k, box, "x", meta={"label": ep["label"]})
+                assert claim_problems(s) == [], (sd, k)
+    assert retried >= 3
+
+def test_scaling_makes_a_new_similar_task():
+    from magicagent.synth.decomposition import sample_plan, similar_plan
+    r = random.Random(3)
+    task = lh.build_task(r, BOX, sample_plan, difficulty=2)
+    new = lh.similar_task(task, BOX, r, similar_plan)
+    assert new["tools"] == task["tools"] and len(new["atomic"]) == len(task["atomic"])
+    assert new["request"] != task["request"] and [a["query"] for a in new["atomic"]] != [a["query"] for a in task["atomic"]]
+    for a, b in zip(task["atomic"], new["atomic"]):
+        assert [s["tool"] for s in a["steps"]] == [s["tool"] for s in b["steps"]] and set(a["answers"]) == set(b["answers"])
+
+def test_picked_turns_follow_different_user_messages():
+    box, sampler = _demo()
+    task = lh.build_task(random.Random(0), box, sampler, difficulty=1)
+    ep = lh.run_episode(task, box, task["tools"] + ["get_weather"], seed=3, rng=random.Random(1))
+    turns = lh.pick_turns(ep, random.Random(0))
+    users = [sum(e["role"] == "user" for e in ep["events"][:k]) for k in turns]
+    segments = {sum(e["role"] == "user" for e in ep["events"][:k]) for k, e in enumerate(ep["events"]) if e["role"] == "assistant"}
+    assert sorted(users) == sorted(segments) and all(ep["events"][k]["role"] == "assistant" for k in turns)
+
 def test_postprocess_rejects_bad_turns():
     box, sampler = _demo()
     task = lh.build_task(random.Random(0), box, sampler, difficulty=1)

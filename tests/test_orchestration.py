@@ -50,7 +50,6 @@ def test_5000_workflows_verified_independently(big):
 
 @pytest.mark.parametrize("tool_source", ["builtin", "decomposition"])
 def test_each_tool_source_verified(tool_source):
-    if tool_source == "decomposition" and O._decomposition_sampler() is None: pytest.skip("magicagent.synth.decomposition not installed")
     m = {}
     xs = list(iter_samples("orchestration", 1000, seed=3, progress=False, manifest=m, source="tool_use", tool_source=tool_source))
     assert len(xs) == 1000, m

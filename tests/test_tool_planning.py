@@ -123,6 +123,33 @@ def test_transitions_and_bindings():
         assert any(e["kind"] == "clarification" for e in ev)                                  # get_weather lacks its city
     assert set(seen) == set(tp.TRANSITIONS), seen
 
+def _pay_box():
+    pay = SIM.DemoTool("pay_order", "Pay for an order.", SIM._obj({"order_id": {"type": "string"}}, ["order_id"]),
+                       SIM._obj({"order_id": {"type": "string"}, "success": {"type": "boolean"}}, ["order_id", "success"]))
+    plan = {"query": "Find my shipped orders and pay for the first one.", "scenario": "dependency", "operators": [], "clarify": [],
+            "steps": [{"tool": "search_orders", "arguments": {"status": "shipped"}, "text": "Find the shipped orders", "turn": 0, "depends_on": []},
+                      {"tool": "pay_order", "arguments": {"order_id": "{{step1.order_id}}"}, "text": "Pay for the first order", "turn": 0, "depends_on": [0]}]}
+    return SIM.ToolBox(SIM.demo_catalog() + [pay]), plan
+
+def test_a_failed_call_is_retried_never_reported_done():
+    box, plan = _pay_box()
+    with pytest.raises(Reject, match="call_failed"): tp.build_trajectory(plan, box, seed=0, rng=random.Random(0), failure_rate=1.0)
+    retried = 0
+    for sd in range(60):
+        try: traj = tp.build_trajectory(plan, box, seed=sd, rng=random.Random(sd), failure_rate=0.5)
+        except Reject as r: assert r.reason == "call_failed"; continue
+        flags = [o["success"] for e in traj["events"] for o in e.get("observations", ()) if "success" in o]
+        assert flags in ([True], [False, True])
+        if flags == [False, True]:
+            retried += 1
+            acts = [e for e in traj["events"] if e["kind"] == "action"]
+            assert acts[-1]["calls"][0]["name"] == "pay_order" and "did not go through" in acts[-1]["think"] and "pay_order" in acts[-1]["think"]
+            assert tp.audit_trajectory(traj, box, [t.name for t in box.tools]) == []
+            s = tp.trajectory_sample(dict(traj, plan_tools=["search_orders", "pay_order"]), box, random.Random(sd), "x", [])
+            from magicagent.synth.checks import claim_problems
+            assert claim_problems(s) == []
+    assert retried >= 5, retried
+
 def test_audit_catches_inconsistent_reasoning():
     box = SIM.ToolBox(SIM.demo_catalog())
     traj = tp.build_trajectory(_plan("general"), box, seed=1, rng=random.Random(1))

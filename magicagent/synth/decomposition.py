@@ -12,14 +12,15 @@ from ..core import Sample, rng_for
 from ..formats import render_decomposition, parse_decomposition, ParseError
 from ..models import get_generator
 from .base import Reject, SimHashFilter
+from .checks import voice, agree, plural, singular, _counted, check_data
 from .tools import load_catalog, Tool
-from .operators import (PlanIndex, plan_index, REF, compose, serial_plan, scenario_of,
+from .operators import (PlanIndex, plan_index, REF, NOT_SHARED, compose, serial_plan, scenario_of, revalue,
                                         plan_problems, _is_ref)
 
 # %% auto #0
 __all__ = ['OPENERS', 'LATER', 'THEN', 'AND', 'ACK', 'LLM_SYSTEM', 'SYSTEM_PROMPT', 'phrase', 'TemplateTeacher',
            'parse_query_plan', 'text_problems', 'llm_judge', 'teacher_messages', 'few_shot', 'LLMTeacher', 'words',
-           'sample_plan', 'make_sample', 'conversation_text', 'make_filters', 'check_sample']
+           'sample_plan', 'similar_plan', 'make_sample', 'conversation_text', 'make_filters', 'check_sample']
 
 # %% ../../nbs/12_decomposition.ipynb #e89db70e
 OPENERS = ["", "", "Please ", "Can you ", "Could you ", "I need you to ", "I'd like you to ", "Help me ", "Go ahead and "]
@@ -28,19 +29,64 @@ THEN = [", then ", " and then ", ". After that, ", ", and once that's done, ", "
 AND = [" and ", ". Also, ", ", and also ", ". Separately, ", "; plus "]
 ACK = ["Sure.", "Okay.", "Got it.", "Certainly.", "No problem.", "Alright."]
 _PREP = r"(?:\s+(?:on|at|to|from|for|in|with|by|until|about|of|into|called|titled|saying|as))?"
+_STOP = frozenset("""to from of for in on at with by about into near between and or until around via as than below above after
+    before if whether when while during within per over under up out off down back is are was were be been has have had does do
+    did will would can could should may might because like due""".split())
+_VERBS = frozenset("meet leaving returning starting lasting saying drops rises falls goes comes left".split())
+_ADJS = frozenset("latest top next last first best new usual current daily weekly monthly free open".split())
+_DETS = frozenset({"the", "a", "an", "my", "your", "this", "that", "their", "its"})
+_UNITS = frozenset("minute hour day night week month year degree star kcal km mile percent".split())
 
 def _label(tool, p): return tool.inputs.get(p, {}).get("title") or p.replace("_", " ")
 
 def _fmt(v): return ("yes" if v else "no") if isinstance(v, bool) else str(v)
 
-def _slot(utt, p, label, how, noun_phrase):
-    "Fill slot `{p}` of `utt`: `how` is a literal string, or a noun phrase builder for references."
-    if how is None: return re.sub(r",?" + _PREP + r"\s*'?\{" + p + r"\}'?", "", utt, count=1)
-    if noun_phrase and p.endswith("_id"):
-        m = re.search(r"(?<=\w )(\w+) \{" + p + r"\}", utt)
-        if m: return utt[:m.start()] + how.format(noun=m.group(1)) + utt[m.end():]
-        label = label[:-3] if label.endswith(" id") else label
-    return utt.replace("{" + p + "}", how.format(noun=label) if noun_phrase else how, 1)
+def _noun(label):
+    "A label as a noun: an identifier's label without its ` id`."
+    return label[:-3] if label.endswith(" id") else label[:-4] if label.endswith(" ids") else label
+
+def _np_before(words):
+    "The noun phrase that ends `words` (an apposition such as `the flight booking`), walking back to a preposition or a verb."
+    out = []
+    for j in range(len(words) - 1, 0, -1):        # words[0] is the utterance's verb
+        w = words[j]
+        if not re.fullmatch(r"[a-z][a-z'-]*", w) or w in _STOP or w in _VERBS: break
+        out.insert(0, w)
+    if len(out) > 1 and out[0].lower() == "the" and out[1] == "user's": out[:2] = ["the user's"]
+    return out
+
+def _ref_slot(utt, p, label, how, numeric=False):
+    "Fill slot `{p}` with a reference noun phrase `how` (`'the {noun} from step 2'`): an apposition, a pre-modifier or an object."
+    utt = utt.replace("'{" + p + "}'", "{" + p + "}")
+    i = utt.index("{" + p + "}"); j = i + len(p) + 2
+    before = utt[:i].split(" ")[:-1] if utt[:i].endswith(" ") else []
+    np_ = _np_before(before)
+    det = bool(np_) and (np_[0].lower() in _DETS or np_[0] == "the user's")
+    nouns = np_[1:] if det else np_
+    if nouns and nouns[-1].lower() not in _ADJS:                          # `the flight booking {ref}` -> `the flight booking from step 1`
+        return utt[:i - len(" ".join(np_)) - 1] + how.format(noun=" ".join(nouns)) + utt[j:]
+    after = re.match(r"(-[a-z]+)?((?: [a-z]+){1,2})", utt[j:])
+    words = after.group(2).split() if after else []
+    if words and words[0] not in _STOP and words[0] not in _VERBS:      # `{topic} scores`, `{guests} guests`, `my {calendar_id} calendar`
+        w = _counted(words) if numeric else None
+        head = w or words[0]
+        k = j + after.group(0).index(" " + head) + 1 + len(head)
+        noun = _noun(label)
+        if noun.endswith((head, singular(head))):
+            cut = i - len(np_[0]) - 1 if det and not nouns else i
+            return utt[:cut] + how.format(noun=noun) + utt[k:]
+        if numeric: return utt[:i] + how.format(noun=noun) + (" of " if w and singular(w) not in _UNITS else " in ") + utt[j:k].split("-", 1)[-1].strip() + utt[k:]
+        return utt[:i] + head + (" in " if head == "time" else " for ") + how.format(noun=noun) + utt[k:]
+    if det and not nouns: i -= len(np_[0]) + 1                              # a bare determiner before the slot goes
+    return utt[:i] + how.format(noun=_noun(label)) + utt[j:]
+
+def _masked_slot(utt, p):
+    "Drop slot `{p}` (a value the user withholds), with its preposition, and with its count noun after a preposition."
+    m = re.search(r",?" + _PREP + r"\s*'?\{" + p + r"\}'?((?: [a-z]+){1,2})?", utt)
+    if m and m.group(1) and re.search(_PREP + r"\s*'?\{", m.group(0)) and re.match(r",?\s+\w", m.group(0)) and _counted(m.group(1).split()):
+        w = _counted(m.group(1).split())
+        return utt[:m.start()] + utt[m.start(1) + m.group(1).index(w) + len(w):]
+    return re.sub(r",?" + _PREP + r"\s*'?\{" + p + r"\}'?", "", utt, count=1)
 
 def _cond_text(c, local, plan_mode):
     f = c["field"].replace("_", " ")
@@ -48,23 +94,28 @@ def _cond_text(c, local, plan_mode):
     cond = (f"{f} is {'true' if v else 'false'}" if c["op"] == "==" else f"the {f} is {'below' if c['op'] == '<' else 'above'} {v}")
     return f"if {cond} in the result of step {local[c['step']]}" if plan_mode and c["step"] in local else f"if {cond}"
 
+_PERSON_OF = {"plan": "plan", "reply": "you"}
+
 def phrase(tool:Tool, step:dict, local:dict, mode:str, known:set=frozenset(), masked:str|None=None, rng=None) -> str:
-    "Word one step: `mode` 'plan' (explicit) or 'query' (the user's words); `local` maps earlier step index → number in this turn."
-    utt = tool.utterance or f"use {tool.name} ({tool.description.rstrip('.')})" + "".join(f" with {_label(tool, p)} {{{p}}}" for p in tool.required)
+    "Word one step: `mode` 'plan' (explicit, the user in the third person), 'query' (the user's words) or 'reply' (to the user); `local` maps earlier step index → number in this turn."
+    d = tool.description.strip().rstrip(".")
+    utt = getattr(tool, "utterance", None) or d[:1].lower() + d[1:] + "".join(f" with {_label(tool, p)} {{{p}}}" for p in tool.required)
+    if mode in _PERSON_OF: utt = voice(utt, _PERSON_OF[mode])
     extra = []
     for p, v in step["arguments"].items():
         lab = _label(tool, p)
         if "{" + p + "}" not in utt:
-            if p != masked and not (mode == "query" and (p, _fmt(v)) in known): extra.append(f"{lab} {_fmt(v)}")
+            if p != masked and not (mode != "plan" and (p, _fmt(v)) in known): extra.append(f"{lab} {_fmt(v)}")
             continue
         if _is_ref(v):
             k = int(REF.match(v).group(1)) - 1
             if mode == "plan": how = f"the {{noun}} from step {local[k]}" if k in local else "the {noun} found earlier"
             else: how = "that {noun}" if k in local else "the {noun} from before"
-            utt = _slot(utt, p, lab, how, True)
-        elif p == masked: utt = _slot(utt, p, lab, None, False)
-        elif mode == "query" and (p, _fmt(v)) in known: utt = _slot(utt, p, lab, "the same {noun}", True)
-        else: utt = _slot(utt, p, lab, _fmt(v), False)
+            utt = _ref_slot(utt, p, lab, how, tool.inputs.get(p, {}).get("type") in ("integer", "number"))
+        elif p == masked: utt = _masked_slot(utt, p)
+        elif mode != "plan" and (p, _fmt(v)) in known and p not in NOT_SHARED and not isinstance(v, (int, float)):
+            utt = _ref_slot(utt, p, lab, "the same {noun}")
+        else: utt = agree(utt, p, v).replace("{" + p + "}", _fmt(v), 1)
     if extra: utt += " with " + " and ".join(extra)
     if step["condition"]: utt = _cond_text(step["condition"], local, mode == "plan") + ", " + utt
     return utt
@@ -117,7 +168,8 @@ class TemplateTeacher:
         steps = plan["steps"]
         if spec["kind"] == "clarify":
             c = spec["mask"]; t = idx.by_name[steps[c["step"]]["tool"]]
-            return [f"Ask the user for the {_label(t, c['param'])}, which is needed to {t.name.replace('_', ' ')}."]
+            need = phrase(t, dict(steps[c["step"]], condition=None), {}, "plan", masked=c["param"])
+            return [f"Ask the user for the {_label(t, c['param'])}, which is needed to {need}."]
         local = {i: k for k, i in enumerate(spec["steps"], 1)}
         return [_cap(phrase(idx.by_name[steps[i]["tool"]], steps[i], local, "plan")) + "." for i in spec["steps"]]
 
@@ -128,11 +180,11 @@ class TemplateTeacher:
             c = spec["mask"]; t = idx.by_name[steps[c["step"]]["tool"]]; lab = _label(t, c["param"])
             return rng.choice([f"Could you tell me the {lab}?", f"Which {lab} should I use?", f"I need the {lab} first. What is it?",
                                f"Before I start, what is the {lab}?"])
-        n = len(spec["steps"])
-        first = idx.by_name[steps[spec["steps"][0]]["tool"]].name.replace("_", " ")
-        return rng.choice(ACK) + " " + rng.choice([f"I'll take care of this in {n} step{'s' * (n > 1)}, starting with {first}.",
-                                                   f"Here is my plan of {n} step{'s' * (n > 1)}; the first one is {first}.",
-                                                   f"I'll start with {first}" + (f" and handle the other {n - 1} step{'s' * (n > 2)} after it." if n > 1 else ".")])
+        n, i0 = len(spec["steps"]), spec["steps"][0]
+        first = phrase(idx.by_name[steps[i0]["tool"]], dict(steps[i0], condition=None), {}, "reply", spec.get("known", frozenset()))
+        return rng.choice(ACK) + " " + rng.choice([f"I'll take care of this in {plural(n, 'step')}; first I will {first}.",
+                                                   f"Here is my plan of {plural(n, 'step')}; the first is to {first}.",
+                                                   f"I'll {first} first" + (" and handle the other step after that." if n == 2 else f" and handle the other {n - 1} steps after that." if n > 2 else ".")])
 
     def write(self, plan:dict, idx:PlanIndex, rng:random.Random) -> list:
         "Per turn: `{'kind', 'steps', 'qa', 'reply'}` with `qa` = `<Query>…</Query>\\n<Plan>Step1.… </Plan>`."
@@ -309,6 +361,23 @@ def sample_plan(rng:random.Random,             # the RNG (its state decides the 
     del out["_turns"]
     return out
 
+def similar_plan(record:dict,                     # a `sample_plan` record
+                 rng:random.Random,
+                 catalog:Sequence[Tool]|None=None # tools; default: the shipped catalog
+                ) -> dict:
+    "A new `sample_plan` record like `record`: the same tools, operators and structure, new values (`revalue`) and new wording."
+    idx = plan_index(catalog)
+    plan = {"steps": [{k: copy.deepcopy(st.get(k)) for k in ("tool", "arguments", "depends_on", "condition", "turn")} for st in record["steps"]],
+            "operators": list(record.get("operators", ())), "atomic": list(record.get("atomic", ())),
+            "clarify": copy.deepcopy(record.get("clarify") or []), "ctx": {}, "scenario": record.get("scenario", "general")}
+    for _ in range(20):
+        new = revalue(plan, idx, rng)
+        if not plan_problems(new, idx): break
+    else: new = plan
+    out = words(new, idx, rng)
+    del out["_turns"]
+    return out
+
 # %% ../../nbs/12_decomposition.ipynb #17d1eed1
 SYSTEM_PROMPT = ("You are a planning assistant. Break the user's request into executable sub-tasks, one tool call each, "
                  "using the available tools, and reply to the user. If a required detail is missing, plan to ask for it. "
@@ -411,3 +480,4 @@ def check_sample(s:Sample, catalog:str|None=None):
     offered = {t["function"]["name"] for t in s.tools}
     if (miss := {x["tool"] for x in plan["steps"]} - offered): raise Reject("check_tools", f"not offered: {sorted(miss)}")
     if s.gold.get("tools") != [x["tool"] for x in final]: raise Reject("check_gold", "gold tools differ from the plan")
+    check_data(s)

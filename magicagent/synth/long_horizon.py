@@ -11,15 +11,19 @@ import numpy as np
 from ..core import Sample, derive_seed, rng_for
 from ..formats import render_long_horizon, parse_long_horizon, ParseError
 from .base import Reject, SimHashFilter
-from .decomposition import sample_plan
-from .simulator import (ToolBox, ToolCallError, ApiSimulator, fake_value, prune_nulls, default_box, _walk,
+from .checks import voice, call_failure, check_data
+from .decomposition import sample_plan, similar_plan
+from .operators import NOT_SHARED
+from .simulator import (ToolBox, ToolCallError, ApiSimulator, OUTCOME_FIELDS, fake_value, prune_nulls, default_box, _walk,
                                         _openai_validator, _err_field)
-from .tool_planning import (bind_arguments, reason_action, reason_clarify, catalog_similarity, _describe, _tool_mentions)
+from .tool_planning import (bind_arguments, reason_action, reason_clarify, reason_retry, catalog_similarity, _describe,
+                                            _tool_mentions)
 
 # %% auto #0
-__all__ = ['REPLY_TOOL', 'DIFFICULTY_MIN_TOOLS', 'RULES', 'need_phrase', 'vague_request', 'build_task', 'related_tools',
-           'seed_candidates', 'run_episode', 'widen_candidates', 'postprocess', 'system_prompt', 'episode_messages',
-           'turn_sample', 'make_sample', 'check_sample', 'make_filters']
+__all__ = ['REPLY_TOOL', 'DIFFICULTY_MIN_TOOLS', 'RULES', 'need_phrase', 'vague_request', 'known_facts', 'build_task',
+           'similar_task', 'related_tools', 'seed_candidates', 'run_episode', 'widen_candidates', 'postprocess',
+           'system_prompt', 'episode_messages', 'turn_sample', 'pick_turns', 'make_sample', 'check_sample',
+           'make_filters']
 
 # %% ../../nbs/18_long_horizon.ipynb #c9e2e167
 REPLY_TOOL = {"type": "function", "function": {
@@ -42,20 +46,59 @@ def need_phrase(domain:str) -> str:
         if k.replace("-", "_") == d or k in d: return v
     return f"some {d.replace('_', ' ') or 'errands'} matters"
 
-def vague_request(domains:list, rng:random.Random) -> str:
-    "The initial request: a general statement of needs that does not name any tool call."
-    needs = list(dict.fromkeys(need_phrase(d) for d in domains))
-    listed = needs[0] if len(needs) == 1 else ", ".join(needs[:-1]) + " and " + needs[-1]
-    return rng.choice(("I have a busy day and need help with {x}. Can you sort it out with me?",
-                       "There is a lot on my plate: {x}. Could you take care of it step by step?",
-                       "I need a hand with {x} — I'll tell you the details as we go.",
-                       "Can you help me today with {x}?")).format(x=listed)
+def _listed(xs): return xs[0] if len(xs) == 1 else ", ".join(xs[:-1]) + " and " + xs[-1]
+
+_REQUESTS = ("I have a busy day and need help with {x}. Can you sort it out with me?",
+             "There is a lot on my plate: {x}. Could you take care of it step by step?",
+             "I need a hand with {x} — I'll tell you the details as we go.",
+             "Can you help me today with {x}?",
+             "Could you help me get {x} sorted this week?",
+             "I'm juggling {x} right now and could use some help.",
+             "Please help me deal with {x}; I'll fill you in on the details.",
+             "My to-do list covers {x}. Can we go through it together?")
+_FACTS = ("For reference, {f}.", "Some details up front: {f}.", "In case it helps, {f}.", "What I already know: {f}.")
+
+def vague_request(domains:list,          # the task's tool domains, in order
+                  rng:random.Random,
+                  facts:list=()          # `(label, value)` the user already knows (the paper's "known information")
+                 ) -> str:
+    "The initial request: a general statement of needs that does not name any tool call, with what the user already knows."
+    text = rng.choice(_REQUESTS).format(x=_listed(list(dict.fromkeys(need_phrase(d) for d in domains))))
+    if facts: text += " " + rng.choice(_FACTS).format(f=" and ".join(f"the {k} is {v}" for k, v in facts))
+    return text
+
+def known_facts(atomic:list, box:ToolBox, rng:random.Random, k:int=2) -> list:
+    "Up to `k` `(label, value)` pairs the user can state up front: entities of the first request (no free text), none the user withholds."
+    held = {json.dumps(v) for a in atomic for v in a["answers"].values()}
+    cands = []
+    for st in atomic[0]["steps"]:
+        props = (box[st["tool"]].parameters or {}).get("properties", {})
+        for p, v in st["arguments"].items():
+            if isinstance(v, str) and not v.startswith("{{") and p not in NOT_SHARED and len(v) <= 40 and json.dumps(v) not in held:
+                cands.append(((props.get(p) or {}).get("title") or p.replace("_", " "), v))
+    cands = list(dict.fromkeys(cands))
+    return rng.sample(cands, min(k, len(cands)))
 
 # %% ../../nbs/18_long_horizon.ipynb #12bc5221
 RULES = ("Derive concrete requests from the user's needs; ask with the reply tool when a required value is missing, never invent one.",
          "Pass a tool's output on as the next tool's input when both refer to the same item.",
          "Call one tool per turn; after each request is done, report it with the reply tool.",
          "Stop when every request is fulfilled or when more than 80% of the candidate tools have been used.")
+
+def _atomic(p:dict) -> dict|None:
+    "An atomic task from a plan record: its one request, steps with the withheld values taken out as `answers`; None if the plan has more turns."
+    clar = [c for c in p.get("clarify") or () if isinstance(c, dict)]
+    if len(p.get("turns") or [p["query"]]) != 1 + len(clar): return None    # one request (plus answers to its masked values)
+    steps = json.loads(json.dumps(p["steps"]))
+    answers = {}
+    for c in clar: answers[f"{c['step']}.{c['param']}"] = steps[c["step"]]["arguments"].pop(c["param"], None)
+    return {"query": (p.get("turns") or [p["query"]])[0], "steps": steps, "answers": answers, "scenario": p.get("scenario", "general"), "plan": p}
+
+def _task(atomic, tools, box, rng, difficulty, need):
+    domains = [getattr(box[n], "domain", "") for n in tools]
+    return {"difficulty": difficulty, "min_tools": need, "request": vague_request(domains, rng, known_facts(atomic, box, rng)),
+            "atomic": atomic, "tools": tools, "domains": list(dict.fromkeys(domains)), "rules": list(RULES),
+            "termination": {"all_requests": len(atomic), "max_tool_fraction": 0.8}}
 
 def build_task(rng:random.Random,  # the task's generator
                box:ToolBox,        # the catalog
@@ -71,19 +114,25 @@ def build_task(rng:random.Random,  # the task's generator
         names = [s["tool"] for s in p["steps"]]
         if len(set(names)) < len(names) or set(names) & set(tools): continue
         if any(n not in box for n in names): continue
-        clar = [c for c in p.get("clarify") or () if isinstance(c, dict)]
-        if len(p.get("turns") or [p["query"]]) != 1 + len(clar): continue    # one request (plus answers to its masked values)
-        steps = json.loads(json.dumps(p["steps"]))
-        answers = {}
-        for c in clar: answers[f"{c['step']}.{c['param']}"] = steps[c["step"]]["arguments"].pop(c["param"], None)
-        atomic.append({"query": (p.get("turns") or [p["query"]])[0], "steps": steps, "answers": answers, "scenario": p.get("scenario", "general")})
-        tools += names
+        a = _atomic(p)
+        if a is None: continue
+        atomic.append(a); tools += names
         if len(tools) >= need: break
     else: raise Reject("task_too_small", f"{len(tools)} tools after {max_draws} atomic plans, need {need}")
-    domains = [getattr(box[n], "domain", "") for n in tools]
-    return {"difficulty": difficulty, "min_tools": need, "request": vague_request(domains, rng), "atomic": atomic,
-            "tools": tools, "domains": list(dict.fromkeys(domains)), "rules": list(RULES),
-            "termination": {"all_requests": len(atomic), "max_tool_fraction": 0.8}}
+    return _task(atomic, tools, box, rng, difficulty, need)
+
+def similar_task(task:dict,          # a task from `build_task`
+                 box:ToolBox,
+                 rng:random.Random,
+                 similar_plan        # (plan record, rng, catalog) -> a plan like it: the same tools and structure, new values and words
+                ) -> dict:
+    "A new task like `task` (§3.5 scaling): the same tools and structure; new requests, entities, values and initial request."
+    atomic = []
+    for a in task["atomic"]:
+        b = _atomic(similar_plan(a["plan"], rng, box.tools))
+        if b is None: raise Reject("similar_task", "a similar plan changed its number of turns")
+        atomic.append(b)
+    return _task(atomic, list(task["tools"]), box, rng, task["difficulty"], task["min_tools"])
 
 # %% ../../nbs/18_long_horizon.ipynb #eac29405
 def related_tools(box:ToolBox, groups:list, n:int, model:str="minilm", exclude=()) -> list:
@@ -115,19 +164,24 @@ class _Stop(Exception):
 
 def _ask(content, think): return {"role": "assistant", "kind": "ask", "think": think, "name": "reply", "arguments": {"content": content}}
 
+def _fact(k, v): return f"{k.replace('_', ' ')}: " + (("yes" if v else "no") if isinstance(v, bool) else _describe(v))
+
 def _summary(calls) -> str:
-    return "; ".join(f"{c['name']} gave " + ", ".join(f"{k} {_describe(v)}" for _, k, v in list(_walk(c["observation"]))[:2] if k) for c in calls) or "nothing to report"
+    "What the calls of one request returned, told to the user: a few facts each, no tool or field identifiers."
+    parts = [", ".join([_fact(k, v) for _, k, v in _walk(c["observation"]) if k and k not in OUTCOME_FIELDS][:2]) for c in calls]
+    return "; ".join(p for p in parts if p) or "nothing further to report"
 
 def run_episode(task:dict,         # from `build_task`
                 box:ToolBox,
                 candidates:list,   # tool names offered (besides `reply`)
                 seed:int,          # the simulator's seed
                 rng:random.Random, # phrasing and the user's answers
-                max_steps:int|None=None # assistant-turn budget (default 2·min_tools + 4)
+                max_steps:int|None=None, # assistant-turn budget (default 2·min_tools + 4)
+                failure_rate:float=0.1  # the simulator's chance that a call reports `success: false`
                ) -> dict:
     "Play a task out: the events of a multi-turn trajectory and its success/failure label."
     max_steps = max_steps or 2 * task["min_tools"] + 4
-    sim, cand = ApiSimulator(box, seed=seed), list(candidates)
+    sim, cand = ApiSimulator(box, seed=seed, failure_rate=failure_rate), list(candidates)
     events, history, used = [{"role": "user", "content": task["request"]}], [], set()
     def act(ev):
         if sum(e["role"] == "assistant" for e in events) >= max_steps: raise _Stop("step_limit")
@@ -136,9 +190,9 @@ def run_episode(task:dict,         # from `build_task`
     label, reason = "success", None
     try:
         first = need_phrase(getattr(box[task["atomic"][0]["steps"][0]["tool"]], "domain", ""))
-        act(_ask(rng.choice(("Happy to help. Let's start with {n}: what exactly do you need?", "Sure. First, {n} — what should I do there?")).format(n=first),
-                 f"The request is broad: it covers {', '.join(need_phrase(d) for d in task['domains'])}. No tool call can be chosen yet; "
-                 f"I need the concrete request, starting with {first}, so I ask with reply."))
+        act(_ask(rng.choice(("Happy to help. Let's start with {n}: what exactly do you need?", "Sure. First, {n} — what should I do there?")).format(n=voice(first, "you")),
+                 f"The request is broad: it covers {', '.join(voice(need_phrase(d), 'plan') for d in task['domains'])}. No tool call can be chosen yet; "
+                 f"I need the concrete request, starting with {voice(first, 'plan')}, so I ask with reply."))
         for ai, a in enumerate(task["atomic"]):
             user(a["query"], request=ai)
             done = []
@@ -158,19 +212,28 @@ def run_episode(task:dict,         # from `build_task`
                 sim.register({k: v for k, v in args.items() if k not in {b["param"] for b in binds}})
                 obs = sim.call(tool.name, args)
                 if "error" in obs: raise Reject("simulator_error", f"{tool.name}: {obs['message']}")
-                act({"role": "assistant", "kind": "call", "think": reason_action([{"name": tool.name, "arguments": args, "bindings": binds, "text": step.get("text", "")}], box, rng),
-                     "name": tool.name, "arguments": args, "bindings": binds, "observation": obs, "request": ai})
+                call = {"name": tool.name, "arguments": args, "bindings": binds, "text": step.get("text", "")}
+                ev = {"role": "assistant", "kind": "call", "name": tool.name, "arguments": args, "bindings": binds, "request": ai}
+                act({**ev, "think": reason_action([call], box, rng), "observation": obs})
+                if (why := call_failure(obs)):                  # it did not go through: retry once, else say so and stop
+                    obs = sim.call(tool.name, args, attempt=1)
+                    act({**ev, "think": reason_retry(call, why), "observation": obs, "retry": True})
+                    if (again := call_failure(obs)):
+                        act(_ask("I'm sorry: I could not finish this request — the last step failed twice, so it is not done.",
+                                 f"{tool.name} failed again ({again}). This request cannot be completed, so I tell the user and stop."))
+                        raise _Stop("tool_failed")
                 history.append({"name": tool.name, "arguments": args, "observation": obs, "turn": len(events), "step": j, "scope": ai}); done.append(events[-1])
                 used.add(tool.name)
                 last = ai == len(task["atomic"]) - 1 and j == len(a["steps"]) - 1
                 if not last and len(used) > task["termination"]["max_tool_fraction"] * len(cand): raise _Stop("tools_exhausted")
             if ai < len(task["atomic"]) - 1:
                 nxt = need_phrase(getattr(box[task["atomic"][ai + 1]["steps"][0]["tool"]], "domain", ""))
-                act(_ask(f"Done: {_summary(done)}. Next, {nxt}: what do you need there?",
-                         f"Request {ai + 1} is fulfilled ({', '.join(c['name'] for c in done)} succeeded). I report it and ask about {nxt} with reply."))
+                act(_ask(f"Done with that: {_summary(done)}. Next, {voice(nxt, 'you')}: what do you need there?",
+                         f"Request {ai + 1} is fulfilled ({', '.join(dict.fromkeys(c['name'] for c in done))} succeeded). I report it and ask about {voice(nxt, 'plan')} with reply."))
             else:
+                n = len(task["atomic"])
                 act({**_ask(f"All done. {_summary(done)}.",
-                            f"Every one of the {len(task['atomic'])} requests is fulfilled, so the task is complete; I give the final answer with reply."), "kind": "final"})
+                            ("The one request is" if n == 1 else f"All {n} requests are") + " fulfilled, so the task is complete; I give the final answer with reply."), "kind": "final"})
     except _Stop as s: label, reason = "failure", s.reason
     return {"events": events, "label": label, "failure_reason": reason, "candidates": cand, "used_tools": sorted(used),
             "turns": sum(e["role"] == "assistant" for e in events), "max_steps": max_steps}
@@ -236,7 +299,7 @@ def turn_sample(task:dict, traj:dict, k:int, box:ToolBox, sid:str, meta:dict|Non
 
 # %% ../../nbs/18_long_horizon.ipynb #fcb9fd71
 @functools.lru_cache(maxsize=16)
-def _group(seed:int, g:int, catalog, difficulty, embedder:str, max_steps, extra:int, sampler=None):
+def _group(seed:int, g:int, catalog, difficulty, embedder:str, max_steps, extra:int, sampler=None, similar=None):
     box = default_box(catalog)
     rng = rng_for(seed, "long_horizon", None, g)
     diff = difficulty if difficulty is not None else rng.choice(sorted(DIFFICULTY_MIN_TOOLS))
@@ -244,14 +307,25 @@ def _group(seed:int, g:int, catalog, difficulty, embedder:str, max_steps, extra:
         task = build_task(rng, box, sampler or sample_plan, difficulty=diff)
         seed_traj = run_episode(task, box, seed_candidates(task, box, embedder), derive_seed(seed, "long_horizon", "seed", g), rng, max_steps)
         if seed_traj["label"] != "success": return ("reject", f"seed_{seed_traj['failure_reason']}", f"group {g}: the seed ended by {seed_traj['failure_reason']} after {seed_traj['turns']} turns")
-        scaled = run_episode(task, box, widen_candidates(task, seed_traj, box, extra, embedder), derive_seed(seed, "long_horizon", "scaled", g), rng, max_steps)
-        if scaled["label"] != "success": return ("reject", f"scaled_{scaled['failure_reason']}", f"group {g}")
+        new = similar_task(task, box, rng, similar or similar_plan)
+        scaled = run_episode(new, box, widen_candidates(task, seed_traj, box, extra, embedder), derive_seed(seed, "long_horizon", "scaled", g), rng, max_steps)
+        if scaled["label"] != "success": return ("reject", f"scaled_{scaled['failure_reason']}", f"group {g}: the scaled trajectory ended by {scaled['failure_reason']}")
         for name, t in (("seed", seed_traj), ("scaled", scaled)):
             problems = postprocess(t, box)
             if problems: return ("reject", f"{name}_{problems[0].split(':')[0]}", problems[0])
             rng.shuffle(t["candidates"])
-        return ("ok", task, seed_traj, scaled)
+        return ("ok", task, seed_traj, new, scaled)
     except Reject as r: return ("reject", r.reason, r.detail)
+
+def pick_turns(traj:dict,           # a trajectory from `run_episode`
+               rng:random.Random
+              ) -> list:
+    "Assistant turns of `traj`, one per user segment (the turns after the same user messages share their prompt), in a random order."
+    seg, by_seg = 0, {}
+    for i, e in enumerate(traj["events"]):
+        if e["role"] == "user": seg += 1
+        else: by_seg.setdefault(seg, []).append(i)
+    return [rng.choice(by_seg[k]) for k in rng.sample(sorted(by_seg), len(by_seg))]
 
 def make_sample(index:int,               # candidate number
                 seed:int=0,              # base seed
@@ -262,19 +336,19 @@ def make_sample(index:int,               # candidate number
                 extra:int=6,             # related tools added when scaling
                 embedder:str="minilm",
                 sampler=None,            # plan sampler (default: `decomposition.sample_plan`)
+                similar=None,            # similar-plan maker for scaling (default: `decomposition.similar_plan`)
                 **opts) -> Sample:
     "Candidate `index` of the long-horizon data: one assistant turn of a seed or scaled trajectory."
     if opts.get("teacher") not in (None, "template"):
         raise ValueError(f"long_horizon reasoning uses the template teacher only; got teacher={opts['teacher']!r}")
     g, pos = divmod(index, per_task)
-    res = _group(seed, g, catalog, difficulty, embedder, max_steps, extra, sampler)
+    res = _group(seed, g, catalog, difficulty, embedder, max_steps, extra, sampler, similar)
     if res[0] == "reject": raise Reject(res[1], res[2])
-    _, task, seed_traj, scaled = res
-    origin, traj = ("seed", seed_traj) if pos < (per_task + 1) // 2 else ("scaled", scaled)
-    turns = [i for i, e in enumerate(traj["events"]) if e["role"] == "assistant"]
-    order = rng_for(seed, "long_horizon", "turns", origin, g).sample(turns, len(turns))
+    _, seed_task, seed_traj, new_task, scaled = res
+    origin, task, traj = ("seed", seed_task, seed_traj) if pos < (per_task + 1) // 2 else ("scaled", new_task, scaled)
+    order = pick_turns(traj, rng_for(seed, "long_horizon", "turns", origin, g))
     j = pos if origin == "seed" else pos - (per_task + 1) // 2
-    if j >= len(order): raise Reject("short_trajectory", f"group {g} {origin} has {len(order)} assistant turns")
+    if j >= len(order): raise Reject("short_trajectory", f"group {g} {origin} has {len(order)} user segments")
     return turn_sample(task, traj, order[j], default_box(catalog), f"long_horizon-x-{index:06d}",
                        meta={"seed": seed, "index": index, "origin": origin, "group": g,
                              "task": {"request": task["request"], "min_tools": task["min_tools"], "tools": task["tools"], "n_atomic": len(task["atomic"])}})
@@ -293,6 +367,7 @@ def check_sample(s:Sample):
         raise Reject("arguments_invalid", str(ToolCallError(ans["name"], _err_field(e), e.message)))
     if ans["name"] != "reply" and ans["name"] not in _tool_mentions(ans["think"], [ans["name"]]): raise Reject("reasoning", f"the thought does not name {ans['name']}")
     if prune_nulls(ans["arguments"]) != ans["arguments"]: raise Reject("null_arguments", f"{ans['name']} has null arguments")
+    check_data(s)
 
 def make_filters(simhash_threshold:int=3, **opts) -> list:
     "Near-duplicate removal over the latest user message and the target (turns of one trajectory share their history)."

@@ -13,7 +13,7 @@ from .tools import load_catalog, dependency_graph, parameter_graph, Tool
 # %% auto #0
 __all__ = ['NON_HANDLES', 'PAIRS', 'ORDERED', 'REF', 'NOT_SHARED', 'OPERATORS', 'CONDITIONS', 'MIX', 'PlanIndex', 'plan_index',
            'ref', 'sample_value', 'isolated_plan', 'serial_plan', 'parallel_plan', 'concatenate', 'add', 'group',
-           'mask', 'transform', 'split', 'conditions_for', 'scenario_of', 'compose', 'plan_problems']
+           'mask', 'transform', 'split', 'conditions_for', 'scenario_of', 'compose', 'plan_problems', 'revalue']
 
 # %% ../../nbs/11_operators.ipynb #437c008d
 NON_HANDLES = frozenset({"rating", "review_text", "content", "title", "text", "body", "subject", "name", "note",
@@ -317,3 +317,16 @@ def plan_problems(plan:dict, idx:PlanIndex) -> list:
     for c in plan["clarify"]:
         if _is_ref(steps[c["step"]]["arguments"].get(c["param"])): out.append(f"bad_mask: {c['param']!r} of step {c['step'] + 1} is not user-given")
     return out
+
+# %% ../../nbs/11_operators.ipynb #c56cbfdf
+def revalue(plan:dict,          # a composed plan
+            idx:PlanIndex,      # its planning index
+            rng:random.Random   # the source of the new values
+           ) -> dict:
+    "A copy of `plan` with every user-given argument drawn anew (references, conditions and structure kept)."
+    q, ctx = copy.deepcopy(plan), {}
+    for s in q["steps"]:
+        t = idx.by_name[s["tool"]]
+        s["arguments"] = {p: (v if _is_ref(v) else sample_value(rng, p, t.inputs[p], ctx)) for p, v in s["arguments"].items()}
+    q["ctx"] = ctx
+    return q

@@ -11,6 +11,7 @@ import networkx as nx
 from ..core import Sample, rng_for, SCENARIOS
 from ..formats import render_orchestration, parse_orchestration, ParseError
 from .base import Reject
+from .checks import agree, check_data
 from .scheduling import load_entities
 from .decomposition import sample_plan
 
@@ -124,7 +125,15 @@ _SLOTS = {"cuisine": ["Italian", "Thai", "Greek", "Japanese", "Lebanese"], "time
           "item": ["rain jacket", "coffee grinder", "desk lamp", "travel adapter", "backpack", "kettle", "bike helmet", "yoga mat",
                    "phone charger", "tent", "blender", "suitcase", "umbrella", "headphones", "water bottle"]}
 
-def _tool_action(tool, slots): return f"Call {tool.removesuffix('_2')} to {TOOLS[tool].format(**slots)}"
+def _fill(template, slots):
+    "`template` with `slots` filled, every count agreeing with its noun (`for 1 night`)."
+    for k, v in slots.items(): template = agree(template, k, v)
+    return template.format(**slots)
+
+def _tool_action(tool, slots):
+    "A workflow node in words: the action the tool performs (its identifier stays in the plan's `tools`)."
+    t = _fill(TOOLS[tool], slots)
+    return t[:1].upper() + t[1:]
 
 def _slots(rng):
     ent = load_entities()
@@ -139,7 +148,7 @@ def builtin_tool_plan(rng:random.Random # the random source
                      ) -> dict:
     "One tool-use task from the built-in workflows (a raw tool-use plan), slots filled from the entity database."
     q, steps = rng.choice(TOOL_WORKFLOWS); s = _slots(rng)
-    return {"task": q.format(**s), "steps": [_tool_action(t, s) for t, _ in steps], "tools": [t.removesuffix("_2") for t, _ in steps],
+    return {"task": _fill(q, s), "steps": [_tool_action(t, s) for t, _ in steps], "tools": [t.removesuffix("_2") for t, _ in steps],
             "deps": [[i, j] for j, (_, ds) in enumerate(steps) for i in ds], "source": "tool_use", "kind": "builtin",
             "scenario": "dependency", "slots": s}
 
@@ -163,7 +172,7 @@ def plan_from_decomposition(p:dict # a `sample_plan` result
     else:
         deps = sorted({(r - 1, j) for j, st in enumerate(steps) for r in _refs(st.get("arguments", {})) if 1 <= r <= len(steps) and r - 1 != j})
         if not deps: deps = [(j - 1, j) for j in range(1, len(steps))]
-    acts = [" ".join(str(st.get("text") or "").split()) or f"Call {st['tool']}" for st in steps]
+    acts = [" ".join(str(st.get("text") or "").split()) or f"Carry out step {k}" for k, st in enumerate(steps, 1)]
     scen = p.get("scenario", "general")
     return {"task": p["query"], "steps": acts, "tools": [st["tool"] for st in steps], "deps": [list(x) for x in deps],
             "source": "tool_use", "kind": "decomposition", "scenario": scen if scen in SCENARIOS else "general"}
@@ -305,6 +314,7 @@ def check_sample(s:Sample):
     g = nx.DiGraph(); g.add_nodes_from(range(n + 2)); g.add_edges_from(map(tuple, p["edges"]))
     for k in range(n + 2): g.nodes[k]["text"] = (["START"] + p["nodes"] + ["END"])[k]
     verify_dag(g, {"steps": p["nodes"]})
+    check_data(s)
 
 class TaskFilter:
     "Stateful filter: `'duplicate_task'` for a task text seen before."

@@ -12,6 +12,7 @@ from pathlib import Path
 from ..core import Sample, rng_for
 from ..formats import render_scheduling, parse_scheduling, ParseError
 from .base import Reject
+from .checks import plural, check_data
 from .schedule_verifier import (DAYS, _HM, hm, fmt24, fmt12, _window_ok, trip_solutions, trip_plan, meeting_tables,
     meeting_optima, meeting_schedule, calendar_free, calendar_solutions, _pref_text, prove_unique, verify_schedule)
 
@@ -178,7 +179,8 @@ def trip_think(inst:dict, sol:dict) -> str:
     w = "; ".join(f"{x['city']} must {'cover' if x['kind']=='attend' else 'touch'} days {x['first']} to {x['last']}" for x in inst["windows"])
     route = " -> ".join(s["city"] for s in p)
     return (f"{len(p)} cities over {inst['num_days']} days; stays sum to {sum(inst['stays'].values())}, "
-            f"and each of the {len(p)-1} flight days is shared by two cities. Fixed windows: {w}. "
+            + ("and the one flight day is shared by both cities" if len(p) == 2 else f"and each of the {len(p)-1} flight days is shared by two cities")
+            + f". Fixed windows: {w}. "
             f"Only direct flights may be used. Trying the orders that follow direct flights, the only one meeting every window is "
             f"{route}, with stays " + ", ".join(f"{s['city']} days {s['first']} to {s['last']}" for s in p) + ".")
 
@@ -233,7 +235,7 @@ def meeting_think(inst:dict, sol:dict) -> str:
     _, _, people = meeting_tables(inst)
     n = len(people)
     order = " -> ".join(x["person"] for x in sol["meetings"])
-    return (f"{n} friends are in town; each meeting needs travel, possibly a wait, and the minimum time. Comparing every order "
+    return (f"{plural(n, 'friend')} {'is' if n == 1 else 'are'} in town; each meeting needs travel, possibly a wait, and the minimum time. Comparing every order "
             f"that fits the availability windows, at most {sol['num_met']} of them can be met, and the only schedule doing so "
             f"with the earliest finish ({sol['finish']}) is {order}.")
 
@@ -327,7 +329,7 @@ def calendar_answer(inst:dict, sol:dict) -> str:
 def calendar_think(inst:dict, sol:dict) -> str:
     n = len(inst["participants"])
     return (f"The meeting takes {inst['duration_minutes']} minutes within {inst['work_hours'][0]} to {inst['work_hours'][1]} on "
-            f"{', '.join(inst['days'])}. Checking every half-hour start against the {n} calendars"
+            f"{', '.join(inst['days'])}. Checking every half-hour start against the {plural(n, 'calendar')}"
             + (" and the stated preferences" if inst["preferences"] else "") +
             f", only {sol['day']} from {sol['start']} to {sol['end']} is free for everyone.")
 
@@ -392,6 +394,7 @@ def check_sample(s:Sample):
     v = verify_schedule(s.gold, ans)
     if v: raise Reject("self_check_failed", "; ".join(v))
     prove_unique(s.gold["subtask"], s.gold["instance"])
+    check_data(s)
 
 class DuplicateFilter:
     "Stateful filter: `'duplicate_instance'` for a gold instance seen before."

@@ -16,8 +16,8 @@ from ..core import derive_seed
 from .tools import load_catalog
 
 # %% auto #0
-__all__ = ['ToolCallError', 'ToolBox', 'DemoTool', 'demo_catalog', 'prune_nulls', 'validate_call', 'default_box', 'is_id_field',
-           'reshape', 'fake_value', 'ApiSimulator']
+__all__ = ['OUTCOME_FIELDS', 'ToolCallError', 'ToolBox', 'DemoTool', 'demo_catalog', 'prune_nulls', 'validate_call',
+           'default_box', 'is_id_field', 'reshape', 'fake_value', 'ApiSimulator']
 
 # %% ../../nbs/13_simulator.ipynb #2cb90b4d
 class ToolCallError(ValueError):
@@ -275,13 +275,16 @@ def _walk(x, path=()):
     else: yield path, next((p for p in reversed(path) if isinstance(p, str)), None), x
 
 # %% ../../nbs/13_simulator.ipynb #4f9c7e80
+OUTCOME_FIELDS = ("success",)
+
 class ApiSimulator:
     "Deterministic, schema-conforming, trajectory-consistent responses to tool calls."
     def __init__(self, tools,                 # a `ToolBox` or a list of tools
                  seed:int=0,                  # responses are a function of (tool, arguments, seed)
-                 strict_ids:bool=True):       # reject id-like arguments never issued nor supplied by the user
+                 strict_ids:bool=True,        # reject id-like arguments never issued nor supplied by the user
+                 failure_rate:float=0.1):     # chance that a call's `success` flag comes back false (each attempt drawn anew)
         self.box = tools if isinstance(tools, ToolBox) else ToolBox(tools)
-        self.seed, self.strict_ids = seed, strict_ids
+        self.seed, self.strict_ids, self.failure_rate = seed, strict_ids, failure_rate
         self.issued, self.known, self.log = {}, set(), []
 
     def register(self, *values):
@@ -289,11 +292,16 @@ class ApiSimulator:
         for v in values:
             for _, _, x in _walk(v): self.known.add(x)
 
-    def respond(self, name:str, arguments:dict) -> dict:
-        "The output of tool `name` on `arguments` (no validation, no state)."
+    def respond(self, name:str, arguments:dict, attempt:int=0) -> dict:
+        "The output of tool `name` on `arguments` (no validation, no state); `attempt` draws the call's outcome anew."
         tool = self.box[name]
         rng = random.Random(derive_seed(self.seed, name, _canon(arguments)))
-        return self._object(tool.returns or {"type": "object"}, rng, arguments, top=True)
+        out = self._object(tool.returns or {"type": "object"}, rng, arguments, top=True)
+        props = (tool.returns or {}).get("properties", {})
+        for k in OUTCOME_FIELDS:
+            if props.get(k, {}).get("type") == "boolean":
+                out[k] = random.Random(derive_seed(self.seed, "outcome", name, _canon(arguments), attempt)).random() >= self.failure_rate
+        return {k: out[k] for k in props if k in out}
 
     def _object(self, s, rng, args, top=False):
         props, req = s.get("properties", {}), set(s.get("required", ()))
@@ -331,14 +339,14 @@ class ApiSimulator:
                 return ".".join(map(str, path)), v
         return None
 
-    def call(self, name:str, arguments:dict) -> dict:
-        "Validate, check ids, respond and remember: the observation of one call (errors are observations too)."
+    def call(self, name:str, arguments:dict, attempt:int=0) -> dict:
+        "Validate, check ids, respond and remember: the observation of one call (errors are observations too); `attempt` counts retries."
         try:
             args = validate_call({"name": name, "arguments": arguments}, self.box)["arguments"]
             bad = self._unknown_id(args) if self.strict_ids else None
             if bad: obs = {"error": "not_found", "field": bad[0], "message": f"no record with {bad[0]} {bad[1]!r}"}
             else:
-                obs = self.respond(name, args)
+                obs = self.respond(name, args, attempt)
                 for _, key, v in _walk(obs):
                     if is_id_field(key) and isinstance(v, str): self.issued.setdefault(v, key)
         except ToolCallError as e: obs = {"error": "invalid_arguments", "field": e.field, "message": e.detail}

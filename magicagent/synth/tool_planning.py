@@ -13,13 +13,14 @@ from ..core import Sample, SCENARIOS, derive_seed, rng_for
 from ..formats import render_tool_planning, parse_tool_planning, ParseError
 from ..models import get_embedder
 from .base import Reject, SimHashFilter
+from .checks import call_failure, check_data
 from .decomposition import sample_plan
 from .simulator import (ToolBox, ToolCallError, ApiSimulator, prune_nulls, fake_value, default_box,
                                         _err_field, _openai_validator, _type_ok, _walk)
 
 # %% auto #0
 __all__ = ['TRANSITIONS', 'SYSTEM_PROMPT', 'bind_arguments', 'eval_condition', 'condition_text', 'reason_action',
-           'reason_summary', 'reason_clarify', 'build_trajectory', 'audit_trajectory', 'tool_text',
+           'reason_summary', 'reason_retry', 'reason_clarify', 'build_trajectory', 'audit_trajectory', 'tool_text',
            'catalog_embeddings', 'catalog_similarity', 'choose_distractors', 'event_target', 'to_messages',
            'trajectory_sample', 'make_sample', 'check_sample', 'make_filters']
 
@@ -96,8 +97,9 @@ def _lc(text:str) -> str:
     return t[:1].lower() + t[1:] if t else "continue with the request"
 
 def _desc(tool) -> str:
+    "The tool's description as sentences (the catalog's descriptions need not start with a verb)."
     d = (tool.description or "").strip().rstrip(".")
-    return d[:1].lower() + d[1:] if d else f"the {tool.name} operation"
+    return (d[:1].upper() + d[1:] + ".") if d else f"It runs the {tool.name} operation."
 
 def _args_text(args:dict) -> str:
     return ", ".join(f"{k}={_describe(v) if not isinstance(v, (dict, list)) else json.dumps(v, ensure_ascii=False)}" for k, v in args.items()) or "no arguments"
@@ -112,7 +114,7 @@ def reason_action(calls:list,       # [{"name", "arguments", "bindings", "text"}
     for i, c in enumerate(calls):
         intro = rng.choice(("The user wants to {x}.", "Next I need to {x}.", "The request now is to {x}.", "Remaining: {x}.")) if i == 0 else rng.choice(("The user also wants to {x}.", "Independently, I need to {x}.", "Besides that: {x}."))
         parts.append(intro.format(x=_lc(c.get("text", ""))))
-        parts.append(rng.choice(("{n} fits: it can {d}.", "The tool for this is {n}, which can {d}.", "{n} matches, since it can {d}.")).format(n=c["name"], d=_desc(box[c["name"]])))
+        parts.append(rng.choice(("{n} fits. {d}", "The tool for this is {n}. {d}", "{n} matches. {d}")).format(n=c["name"], d=_desc(box[c["name"]])))
         for b in c.get("bindings", ()):
             parts.append(f"The {b['param']} {_describe(b['value'])} comes from the result of {b['from_tool']}, so I pass it on.")
         parts.append(f"I call {c['name']} with {_args_text(c['arguments'])}.")
@@ -135,6 +137,11 @@ def reason_summary(done:list,      # calls made in this user turn: [{"name", "ob
     parts.append(rng.choice(("I summarise these results for the user.", "Time to report back to the user.")))
     return " ".join(parts)
 
+def reason_retry(call:dict, why:str) -> str:
+    "The thought before retrying a call whose result reported a failure."
+    return (f"{call['name']} reported that the call did not go through ({why}), so the step to {_lc(call.get('text', ''))} is not done yet. "
+            f"Nothing in the request has changed, so I call {call['name']} again with the same arguments.")
+
 def reason_clarify(tool, missing:list, rng:random.Random, lead:str="") -> tuple:
     "The thought and question of a clarification turn: a required parameter nobody has given."
     names = " and ".join(m.replace("_", " ") for m in missing)
@@ -153,15 +160,16 @@ def _segments(plan) -> list:
 
 class _Run:
     "The mutable state of one trajectory being built."
-    def __init__(self, plan, box, seed, rng, max_parallel):
+    def __init__(self, plan, box, seed, rng, max_parallel, failure_rate=0.1):
         self.plan, self.box, self.seed, self.rng, self.max_parallel = plan, box, seed, rng, max_parallel
-        self.sim, self.events, self.history, self.group, self.seg_done = ApiSimulator(box, seed=seed), [], [], [], []
+        self.sim, self.events, self.history, self.group, self.seg_done = ApiSimulator(box, seed=seed, failure_rate=failure_rate), [], [], [], []
         self.skipped, self.lead, self.next_transition, self.turn = set(), "", "standard", 0
     def flush(self):
         if not self.group: return
         g = self.group
+        think = self.lead if g[0].get("retry") else reason_action(g, self.box, self.rng, self.lead)
         self.events.append({"kind": "action", "transition": self.next_transition, "connection": "dynamic" if g[0].get("condition") else "static",
-                            "think": reason_action(g, self.box, self.rng, self.lead),
+                            "think": think,
                             "calls": [{k: c[k] for k in ("name", "arguments", "bindings", "text", "step")} for c in g],
                             "observations": [c["observation"] for c in g], **({"condition": g[0]["condition"]} if g[0].get("condition") else {})})
         self.turn += 1; self.next_transition, self.group, self.lead = "standard", [], ""
@@ -181,11 +189,12 @@ def build_trajectory(plan:dict,          # a plan from `sample_plan` (query, ste
                      box:ToolBox,        # the catalog
                      seed:int,           # the simulator's seed
                      rng:random.Random,  # choices of phrasing
-                     max_parallel:int=3  # at most this many independent calls in one action
+                     max_parallel:int=3, # at most this many independent calls in one action
+                     failure_rate:float=0.1 # the simulator's chance that a call reports `success: false`
                     ) -> dict:
     "Run a plan through the simulator: a trajectory of user, action, clarification and termination events."
     if not plan.get("steps"): raise Reject("empty_plan", "the plan has no steps")
-    R = _Run(plan, box, seed, rng, max_parallel)
+    R = _Run(plan, box, seed, rng, max_parallel, failure_rate)
     turns = list(plan.get("turns") or [plan["query"]])
     seg_of, seg = _segments(plan), -1
     asks = {c["turn"]: c for c in plan.get("clarify") or () if isinstance(c, dict) and "turn" in c}
@@ -230,7 +239,15 @@ def build_trajectory(plan:dict,          # a plan from `sample_plan` (query, ste
         obs = R.sim.call(name, args)
         if "error" in obs: raise Reject("simulator_error", f"step {j + 1} {name}: {obs['message']}")
         c = {"name": name, "arguments": args, "bindings": binds, "text": step.get("text", ""), "step": j, "observation": obs, "condition": cond}
-        R.group.append(c); R.seg_done.append(c)
+        if (why := call_failure(obs)):                          # the call did not go through: show it, then retry once
+            R.group.append(c); R.flush()
+            obs = R.sim.call(name, args, attempt=1)
+            if call_failure(obs): raise Reject("call_failed", f"step {j + 1} {name} failed twice ({why})")
+            c = dict(c, observation=obs, condition=None, retry=True)
+            R.lead = reason_retry(c, why)
+            R.group.append(c); R.flush()
+        else: R.group.append(c)
+        R.seg_done.append(c)
         R.history.append({"name": name, "arguments": args, "observation": obs, "turn": R.turn, "step": j, "scope": None})
     R.terminate()
     return {"query": turns[0], "scenario": plan.get("scenario", "general"), "operators": list(plan.get("operators", ())),
@@ -383,6 +400,7 @@ def check_sample(s:Sample):
     if s.gold.get("transition") not in TRANSITIONS: raise Reject("transition", f"unknown transition {s.gold.get('transition')!r}")
     if (s.gold["transition"] in ("clarification", "termination")) != (not ans["tools"]):
         raise Reject("transition", f"a {s.gold['transition']} turn with tools {ans['tools']}")
+    check_data(s)
 
 def make_filters(simhash_threshold:int=3, **opts) -> list:
     "Near-duplicate removal over the user turns and the target."
