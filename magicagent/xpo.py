@@ -322,8 +322,10 @@ def run_experiment(values:dict, start:str, splits:dict, root:str|Path, progress:
     threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else 0
     jobs = [(values, m, s, start, splits, Path(root) / f"{m}-seed{s}", threads) for m, s in runs]
     if workers == 1: return [train_xpo(*j[:-1], progress=progress) for j in jobs]
+    import importlib
+    work = importlib.import_module("magicagent.xpo")._run_one      # the module's own, so that a notebook's copy is not pickled
     with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as ex:
-        return list(tqdm(ex.map(_run_one, jobs), total=len(jobs), desc="X²PO runs", disable=not progress))
+        return list(tqdm(ex.map(work, jobs), total=len(jobs), desc="X²PO runs", disable=not progress))
 
 def table5_rows(summaries:list, converged:int=2) -> list:
     "Rows `{method, seed, split, succ_star, succ}` per run and split, and the warm start's (its step-0 evaluation)."

@@ -204,3 +204,42 @@ def test_hf_generate_stops_at_the_end_of_turn():
     out = hf_generate(model, tok, do_sample=True, max_new_tokens=8)([chat_ids(tok, "go"), chat_ids(tok, "go east go")])
     assert len(out) == 2 and all(0 < len(o) <= 8 for o in out)
     assert all(tok.eos_token_id not in o[:-1] for o in out)
+
+
+def _alfworld_game(folder, split, name, goal_receptacle="DiningTable"):
+    "A two-receptacle ALFWorld game: ALFWorld's real domain and grammar, a hand-written PDDL problem."
+    from alfworld.info import ALFRED_PDDL_PATH, ALFRED_TWL2_PATH
+    from magicagent.envs import ALFWORLD_SPLITS
+    from pathlib import Path
+    objs = {"agent1": "agent", "loc_bar_start": "location", "loc_bar_counter": "location", "loc_bar_table": "location",
+            "CounterTop_bar_01": "receptacle", "DiningTable_bar_01": "receptacle", "Apple_bar_01": "object",
+            "AppleType": "otype", "CounterTopType": "rtype", "DiningTableType": "rtype"}
+    init = ["atLocation agent1 loc_bar_start", "receptacleAtLocation CounterTop_bar_01 loc_bar_counter",
+            "receptacleAtLocation DiningTable_bar_01 loc_bar_table", "inReceptacle Apple_bar_01 CounterTop_bar_01",
+            "objectAtLocation Apple_bar_01 loc_bar_counter", "pickupable Apple_bar_01", "objectType Apple_bar_01 AppleType",
+            "receptacleType CounterTop_bar_01 CounterTopType", "receptacleType DiningTable_bar_01 DiningTableType",
+            "canContain DiningTableType AppleType", "canContain CounterTopType AppleType"]
+    problem = ("(define (problem p) (:domain alfred) (:objects " + " ".join(f"{o} - {t}" for o, t in objs.items()) + ") (:init "
+               + " ".join(f"({f})" for f in init) + f") (:goal (exists (?r - receptacle) (and (inReceptacle Apple_bar_01 ?r) (receptacleType ?r {goal_receptacle}Type)))))")
+    d = Path(folder) / "json_2.1.1" / ALFWORLD_SPLITS[split] / name / "trial_1"; d.mkdir(parents=True)
+    grammar = Path(ALFRED_TWL2_PATH).read_text().replace("UNKNOWN GOAL", f"put an apple in {goal_receptacle.lower()}")
+    (d / "game.tw-pddl").write_text(json.dumps({"pddl_domain": Path(ALFRED_PDDL_PATH).read_text(), "grammar": grammar,
+                                                "pddl_problem": problem, "solvable": True}))
+    (d / "traj_data.json").write_text("{}")
+
+
+def test_alfworld_adapter_plays_a_pddl_game_to_a_win(tmp_path):
+    pytest.importorskip("alfworld")
+    for split, names in (("train", ["a", "b", "c"]), ("id", ["d"]), ("ood", ["e"])):
+        for n in names: _alfworld_game(tmp_path, split, n)
+    splits = env_splits({"xpo_env": "alfworld", "alfworld_data": str(tmp_path), "xpo_sft_games": 2, "xpo_train_games": 0, "xpo_eval_games": 0}, tmp_path)
+    assert [len(splits[s]) for s in ("sft", "train", "id", "ood")] == [2, 1, 1, 1] and not set(splits["sft"]) & set(splits["train"])
+    env = ALFWorldEnv(splits["train"])
+    st = env.reset(0)
+    assert st.objective == "put an apple in diningtable." and "go to countertop 1" in st.admissible and "help" not in st.admissible
+    for a in env.walkthrough(): st = env.step(a)
+    assert st.won and st.done
+    samples = expert_samples(env, [0], seed=0)
+    assert [s.gold["action"] for s in samples] == env.walkthrough() and "Your task is to" in samples[0].messages[0]["content"]
+    with pytest.raises(ValueError, match="xpo_sft_games=3"):
+        env_splits({"xpo_env": "alfworld", "alfworld_data": str(tmp_path), "xpo_sft_games": 3, "xpo_train_games": 0, "xpo_eval_games": 0}, tmp_path)
