@@ -143,6 +143,7 @@ def select_parser():
     p.add_argument("--seed", type=count(0), default=0)
     p.add_argument("--per-task", action="store_true", help="balance the budget across tasks (--in only)")
     p.add_argument("--by-subtask", action="store_true", help="with --per-task: balance across task/subtask groups")
+    p.add_argument("--split", action="store_true", help="with --per-task: one independent selection per group (what the full profile runs)")
     p.add_argument("--max-tokens", type=count(1), default=None, help="drop records longer than this under --tokenizer's chat template (--in only)")
     p.add_argument("--tokenizer", default=None, help="model whose tokenizer measures --max-tokens (e.g. smollm2-135m)")
     p.add_argument("--embedder", default="minilm", help="minilm, a local sentence-transformers directory, or a hub id available offline")
@@ -156,6 +157,7 @@ def _select_check(a):
     if a.embeddings and a.max_tokens: raise ValueError("--max-tokens needs --in (lengths come from the records)")
     if a.max_tokens and not a.tokenizer: raise ValueError("--max-tokens needs --tokenizer")
     if a.by_subtask and not a.per_task: raise ValueError("--by-subtask needs --per-task")
+    if a.split and not a.per_task: raise ValueError("--split needs --per-task")
 select_parser.check = _select_check
 
 @command("score", "official benchmark scorers (WorfBench, NaturalPlan, BFCL, ACEBench)",
