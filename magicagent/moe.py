@@ -6,20 +6,20 @@ Docs: https://magicagent.github.io/magicagent/moe.html.md"""
 
 # %% ../nbs/60_moe.ipynb #548413e1
 from __future__ import annotations
-import json, math, os, random, sys, time
+import json, os, random
 from pathlib import Path
 import torch
 import torch.distributed as dist
 from transformers import Trainer, TrainerCallback
-from .core import RunDir, Sample, derive_seed, read_jsonl, write_json, write_jsonl, atomic_open
-from .profiles import PROFILES, add_profile_args, run_dir, typed
+from .core import RunDir, derive_seed, read_jsonl, write_json, write_jsonl
+from .profiles import add_profile_args, run_dir, typed
 from .models import load_causal_lm, load_tokenizer, smollm2_tokenizer, drop_too_long
 from .training import training_records
 from .sft import DataOrderTrainer, training_template, train_sft
 from .synth.base import GENERATORS, iter_samples
 from .cli import Parser, command, count, entry, existing, fail, out_dir, COMMANDS
-from .moe_losses import (RouterStats, LOSSES, VARIANTS, variant_terms, balance_loss, expert_counts, max_violation,
-                                   capacity_keep, task_expert_mi)
+from .moe_losses import (RouterStats, LOSSES, VARIANTS, variant_terms, expert_counts, max_violation, capacity_keep,
+                                   task_expert_mi)
 
 # %% auto #0
 __all__ = ['TINY_MOE', 'MOE_VARIANTS', 'build_tiny_moe', 'routers', 'moe_tokenizer', 'RouterCapture', 'all_reduce_sum',

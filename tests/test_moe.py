@@ -240,7 +240,7 @@ def test_single_task_micro_batches_from_the_trainer(tmp_path):
 
 
 def test_train_moe_logs_maxvio_per_step_and_evaluates_routing(tmp_path):
-    from magicagent.moe import train_moe, by_task, ablation_rows
+    from magicagent.moe import train_moe, by_task
     from magicagent.profiles import load_profile
     values = {**load_profile("smoke"), "moe_grad_accum": 2, "moe_max_steps": 2, "max_seq_length": 1024}
     samples = _samples(4)
