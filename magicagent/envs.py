@@ -16,11 +16,11 @@ from .profiles import typed
 # %% auto #0
 __all__ = ['GAME_KINDS', 'SPLITS', 'ALFWORLD_SPLITS', 'ENVS', 'PROMPT', 'HISTORY', 'WIN_REWARD', 'INVALID_PENALTY',
            'THINK_OPENERS', 'CHAT_TEMPLATE', 'VOCAB_EXTRA', 'EnvState', 'TextEnv', 'clean_observation', 'parse_knobs',
-           'tw_make', 'make_game', 'game_plan', 'make_games', 'TextWorldEnv', 'expert_commands', 'alfworld_games',
-           'ALFWorldEnv', 'textworld_splits', 'alfworld_splits', 'env_splits', 'make_env', 'agent_prompt',
-           'parse_answer', 'match_action', 'think_mask', 'token_pieces', 'Turn', 'Episode', 'chat_ids', 'rollout',
-           'room_of', 'expert_answer', 'expert_samples', 'hf_generate', 'word_tokenizer', 'game_texts', 'small_policy',
-           'save_small_policy']
+           'tw_make', 'make_game', 'game_plan', 'game_file', 'make_games', 'TextWorldEnv', 'expert_commands',
+           'alfworld_games', 'ALFWorldEnv', 'textworld_splits', 'alfworld_splits', 'env_splits', 'make_env',
+           'agent_prompt', 'parse_answer', 'match_action', 'think_mask', 'token_pieces', 'Turn', 'Episode', 'chat_ids',
+           'rollout', 'room_of', 'expert_answer', 'expert_samples', 'hf_generate', 'word_tokenizer', 'game_texts',
+           'small_policy', 'save_small_policy']
 
 # %% ../nbs/50_envs.ipynb #ec1a808a
 @dataclass
@@ -134,25 +134,30 @@ def game_plan(values:dict # profile values: `xpo_game_kind`, `xpo_knobs`, `xpo_o
         plan[split] = {"kind": kind, "knobs": ood if split == "ood" else knobs, "seeds": seeds}
     return plan
 
+def game_file(out_dir:str|Path, split:str, kind:str, knobs:dict, seed:int) -> Path:
+    "Where the game of (`kind`, `knobs`, `seed`) lives: its name carries a digest of the knobs, so another plan never reuses it by mistake."
+    import hashlib
+    digest = hashlib.blake2b(json.dumps([kind, knobs], sort_keys=True).encode(), digest_size=4).hexdigest()
+    return Path(out_dir) / split / f"{kind}-{digest}-{seed:06d}.z8"
+
 def make_games(plan:dict,          # `game_plan(values)`
                out_dir:str|Path,   # e.g. runs/<profile>/xpo/games
                workers:int=1,      # `tw-make` processes at once
                progress:bool=True
               ) -> dict:
-    "`{split: [game files]}`, generating the games of `plan` not yet in `out_dir`."
+    "`{split: [game files]}`: the games of `plan`, generating those not yet in `out_dir` and removing those no longer in it."
     from tqdm.auto import tqdm
-    out_dir = Path(out_dir); man = out_dir / "manifest.json"
-    files = {sp: [out_dir / sp / f"{p['kind']}-{s:06d}.z8" for s in p["seeds"]] for sp, p in plan.items()}
-    old = json.loads(man.read_text()) if man.exists() else {}
-    if old.get("plan") != plan:                         # another plan: its games must not be mixed in
-        for sp in SPLITS: shutil.rmtree(out_dir / sp, ignore_errors=True)
-        man.unlink(missing_ok=True)
+    out_dir = Path(out_dir)
+    files = {sp: [game_file(out_dir, sp, p["kind"], p["knobs"], s) for s in p["seeds"]] for sp, p in plan.items()}
+    keep = {f.with_suffix(x) for fs in files.values() for f in fs for x in (".z8", ".json", ".ni")}
+    for f in out_dir.glob("*/*.*"):
+        if f.parent.name in SPLITS and f not in keep: f.unlink()       # games of an earlier plan
     todo = [(plan[sp], s, f) for sp in plan for s, f in zip(plan[sp]["seeds"], files[sp])
             if not (f.exists() and f.with_suffix(".json").exists())]
     with ThreadPoolExecutor(max(1, workers)) as ex:
         list(tqdm(ex.map(lambda a: make_game(a[0]["kind"], a[0]["knobs"], a[1], a[2]), todo), total=len(todo),
                   desc="tw-make", disable=not progress or not todo))
-    write_json(man, {"plan": plan, "games": {sp: [f.name for f in fs] for sp, fs in files.items()}})
+    write_json(out_dir / "manifest.json", {"plan": plan, "games": {sp: [f.name for f in fs] for sp, fs in files.items()}})
     return {sp: [str(f) for f in fs] for sp, fs in files.items()}
 
 # %% ../nbs/50_envs.ipynb #e9bb20d7

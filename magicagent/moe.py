@@ -423,8 +423,9 @@ def run_ablation(values:dict,       # profile values
     if workers <= 1:
         for j in jobs: done.append(_ablation_job(j)); bar.update(1)
     else:
+        from magicagent.moe import _ablation_job as job   # by module path: a spawned worker cannot import a notebook's __main__
         with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as ex:
-            for f in as_completed([ex.submit(_ablation_job, j) for j in jobs]): done.append(f.result()); bar.update(1)
+            for f in as_completed([ex.submit(job, j) for j in jobs]): done.append(f.result()); bar.update(1)
     bar.close()
     return done
 
