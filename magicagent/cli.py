@@ -11,10 +11,10 @@ from pathlib import Path
 from .profiles import PROFILES, add_profile_args, profile_values
 
 # %% auto #0
-__all__ = ['COMMANDS', 'SYNTH_TASKS', 'SCHEDULING_SUBTASKS', 'Parser', 'count', 'number', 'existing', 'out_dir', 'command',
-           'parse', 'entry', 'fail', 'synth_parser', 'select_parser', 'score_parser', 'serve_parser', 'sft_parser',
-           'grpo_parser', 'evaluate_parser', 'bench_parser', 'report_parser', 'run_parser', 'profiles_parser',
-           'readme_parser', 'usage', 'main']
+__all__ = ['COMMANDS', 'SYNTH_TASKS', 'SCHEDULING_SUBTASKS', 'MOE_VARIANTS', 'Parser', 'count', 'number', 'existing', 'out_dir',
+           'command', 'parse', 'entry', 'fail', 'synth_parser', 'select_parser', 'score_parser', 'serve_parser',
+           'sft_parser', 'grpo_parser', 'evaluate_parser', 'xpo_parser', 'moe_parser', 'bench_parser', 'report_parser',
+           'run_parser', 'profiles_parser', 'readme_parser', 'usage', 'main']
 
 # %% ../nbs/05_cli.ipynb #801edb42
 class Parser(argparse.ArgumentParser):
@@ -238,6 +238,30 @@ def evaluate_parser():
     p.add_argument("--max-new-tokens", type=count(1), default=None); p.add_argument("--no-progress", action="store_true")
     p.add_argument("--dtype", default=None, help="weights dtype for the transformers backend (default: the profile's eval_dtype)")
     p.add_argument("--against", type=existing("dir"), default=None, help="an earlier evaluation directory on the same prompts: print the paired comparison with it")
+    return p
+
+@command("xpo", "X²PO online RL in text environments (§4.2.3)", "magicagent.xpo:xpo_run")
+def xpo_parser():
+    p = _stage("magicagent xpo", "Online RL in text environments: GRPO, EPO-like and X²PO from one warm start (§4.2.3).")
+    p.add_argument("--model", default=None, help="the start policy (default: runs/<profile>/xpo/warm/final)")
+    p.add_argument("--method", dest="methods", action="append", choices=("grpo", "epo", "x2po"), default=None, help="a method to run (repeatable; default: xpo_methods)")
+    p.add_argument("--seeds", type=count(1), default=None, help="seeds per method (default: xpo_seeds)")
+    p.add_argument("--steps", type=count(1), default=None, help="RL steps per run (default: xpo_steps)")
+    return p
+
+MOE_VARIANTS = ("none", "micro", "sequence", "global", "z_loss", "variance", "capacity", "global_z")   # Table 6's rows
+
+@command("moe", "load-balanced MoE SFT (§5)", "magicagent.moe:moe_run")
+def moe_parser():
+    p = _stage("magicagent moe", "Load-balanced MoE SFT (§5): Eq. 14 with a balance variant of Table 6.")
+    p.add_argument("--variant", choices=MOE_VARIANTS, default=None, help="default: the profile's moe_variant")
+    p.add_argument("--data", type=existing("file"), default=None, help="a Sample JSONL (default: the run's select/selected.jsonl, else synth/*.jsonl)")
+    p.add_argument("--heldout", type=existing("file"), default=None, help="a Sample JSONL: evaluate the final model's answer loss and routing per task")
+    p.add_argument("--out", type=out_dir, default=None, help="default: runs/<profile>/moe/<variant>-seed<seed>")
+    p.add_argument("--model", default=None, help="default: the profile's moe_model")
+    p.add_argument("--max-steps", type=count(-1), default=None, help="optimiser steps (-1: the epochs decide)")
+    p.add_argument("--no-resume", action="store_true", help="start afresh, clearing --out")
+    p.add_argument("--restart-if-changed", action="store_true", help="resume --out's checkpoints if they are this run's, else start afresh")
     return p
 
 @command("bench", "run a model on a public benchmark (§6.1)", "magicagent.bench.harness:bench_run")

@@ -35,8 +35,8 @@ def paper_rows(table:str, **match) -> list:
 # %% ../nbs/80_experiments.ipynb #0a196354
 SOURCES = {   # result file -> the notebook that writes it
     "table2": "70_benchmarks", "table7": "78_bench_efficiency", "heldout": "42_grpo", "magiceval": "42_grpo",
-    "grpo_vs_sft": "42_grpo", "offline_rl": "42_grpo", "table5": "51_xpo", "xpo_curves": "51_xpo",
-    "table6": "60_moe", "moe_curves": "60_moe", "moe_experts": "60_moe", "novelsum_scaling": "20_novelsum"}
+    "grpo_vs_sft": "42_grpo", "offline_rl": "42_grpo", "table5": "51_xpo", "figure8": "51_xpo",
+    "table6": "60_moe", "figure9_maxvio": "60_moe", "figure10_experts": "60_moe", "novelsum_scaling": "20_novelsum"}
 
 @dataclass
 class Section:
@@ -162,7 +162,7 @@ def table5(res:dict, scale:str) -> Section:
         [[m] + [fmt(get(m, sp, k)) for sp in ("iid", "ood") for k in ("succ_star", "succ")] for m in dict.fromkeys(r["method"] for r in pr)]))
     if need(res, sec, "table5"):
         rows = res["table5"]
-        methods = list(dict.fromkeys(r["method"] for r in rows)); splits = list(dict.fromkeys(r["split"] for r in rows))
+        methods = list(dict.fromkeys(r["method"] for r in rows)); splits = list(dict.fromkeys(r["split"] for r in rows))   # id, ood
         seeds = {m: sorted({r["seed"] for r in rows if r["method"] == m}) for m in methods}
         agg = lambda m, sp, k: mean(r[k] for r in rows if r["method"] == m and r["split"] == sp)
         body = [[m, len(seeds[m])] + [fmt(agg(m, sp, k), pct=True) for sp in splits for k in ("succ_star", "succ")] for m in methods]
@@ -171,19 +171,18 @@ def table5(res:dict, scale:str) -> Section:
 
 def figure8(res:dict, scale:str) -> Section:
     sec = Section("Figure 8: think vs action entropy; offline and online reward")
-    have_x, have_g = need(res, sec, "xpo_curves"), need(res, sec, "offline_rl")
+    have_x, have_g = need(res, sec, "figure8"), need(res, sec, "offline_rl")
     if not (have_x or have_g): return sec
     fig, ax = plt.subplots(1, 2, figsize=(11, 3.6))
     if have_x:
-        xc = res["xpo_curves"]
-        for series, style in (("think_entropy", "-"), ("action_entropy", "--")):
-            for m in dict.fromkeys(r.get("method") for r in xc if r.get("series") == series):
-                pts = sorted((r["step"], r["value"]) for r in xc if r.get("series") == series and r.get("method") == m)
-                if pts: ax[0].plot(*zip(*pts), style, label=f"{m}: {series.replace('_', ' ')}")
-        ax[0].set_yscale("log"); ax[0].set_xlabel("RL step"); ax[0].legend(fontsize=7); ax[0].set_title("(a) token entropy, think vs action (online)")
-        for m in dict.fromkeys(r.get("method") for r in xc if r.get("series") == "reward"):
-            pts = sorted((r["step"], r["value"]) for r in xc if r.get("series") == "reward" and r.get("method") == m)
-            ax[1].plot(*zip(*pts), label=f"online: {m}")
+        xc = res["figure8"]
+        methods = list(dict.fromkeys(r["method"] for r in xc))
+        avg = lambda m, k: sorted((st, mean(r[k] for r in xc if r["method"] == m and r["step"] == st)) for st in {r["step"] for r in xc if r["method"] == m})
+        for i, m in enumerate(methods):
+            ax[0].plot(*zip(*avg(m, "think_entropy")), "-", color=f"C{i}", label=f"{m}: think tokens")
+            ax[0].plot(*zip(*avg(m, "action_entropy")), "--", color=f"C{i}", label=f"{m}: action tokens")
+            ax[1].plot(*zip(*avg(m, "reward")), color=f"C{i}", label=f"online: {m}")
+        ax[0].set_yscale("log"); ax[0].set_xlabel("RL step"); ax[0].legend(fontsize=7); ax[0].set_title("(a) token entropy, think vs action (online; mean over seeds)")
     if have_g:
         pts = sorted((r["step"], r["value"]) for r in res["offline_rl"] if r["series"] == "reward")
         if pts: ax[1].plot(*zip(*pts), "k-o", ms=3, label="offline: GRPO (unified reward)")
@@ -218,8 +217,8 @@ def table6(res:dict, scale:str) -> Section:
 
 def figure9(res:dict, scale:str) -> Section:
     sec = Section("Figure 9: MaxVio during MoE training")
-    if not need(res, sec, "moe_curves"): return sec
-    rows = [r for r in res["moe_curves"] if r.get("series", "maxvio") == "maxvio"]
+    if not need(res, sec, "figure9_maxvio"): return sec
+    rows = [{**r, "value": r["maxvio"]} for r in res["figure9_maxvio"]]
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
     for v in sorted(dict.fromkeys(r["variant"] for r in rows), key=lambda v: MOE_ORDER.index(v) if v in MOE_ORDER else 99):
         steps = sorted({r["step"] for r in rows if r["variant"] == v})
@@ -231,8 +230,9 @@ def figure9(res:dict, scale:str) -> Section:
 
 def figure10(res:dict, scale:str) -> Section:
     sec = Section("Figure 10: expert selection by task")
-    if not need(res, sec, "moe_experts"): return sec
-    rows = res["moe_experts"]
+    if not need(res, sec, "figure10_experts"): return sec
+    rows = [{"variant": r["variant"], "task": r["task"], "layer": r["layer"], "expert": e, "count": c}
+            for r in res["figure10_experts"] for e, c in enumerate(r["counts"])]
     variants = [v for v in ("micro", "global", "global_z") if any(r["variant"] == v for r in rows)] or list(dict.fromkeys(r["variant"] for r in rows))[:3]
     tasks = list(dict.fromkeys(r["task"] for r in rows)); experts = sorted({r["expert"] for r in rows})
     layer = min(r["layer"] for r in rows)

@@ -17,16 +17,17 @@ from .models import load_causal_lm, load_tokenizer, smollm2_tokenizer, drop_too_
 from .training import training_records
 from .sft import DataOrderTrainer, training_template, train_sft
 from .synth.base import GENERATORS, iter_samples
-from .cli import Parser, command, count, entry, existing, fail, out_dir, COMMANDS
+from .cli import entry, fail
+import magicagent.moe as _library     # the workers' job by its module path: a spawned worker cannot import a notebook's __main__
 from .moe_losses import (RouterStats, LOSSES, VARIANTS, variant_terms, expert_counts, max_violation, capacity_keep,
                                    task_expert_mi)
 
 # %% auto #0
-__all__ = ['TINY_MOE', 'MOE_VARIANTS', 'build_tiny_moe', 'routers', 'moe_tokenizer', 'RouterCapture', 'all_reduce_sum',
-           'world_size', 'BalanceState', 'SingleTaskSampler', 'RoutingLog', 'MoESFTTrainer', 'moe_args',
-           'balance_state', 'heldout_routing', 'routing_summary', 'train_moe', 'heldout_result', 'moe_tasks',
-           'moe_data', 'by_task', 'build_parser', 'ablation_dir', 'moe_run', 'moe_main', 'ablation_plan',
-           'run_ablation', 'ablation_rows', 'maxvio_curves', 'expert_selection', 'paper_claims']
+__all__ = ['TINY_MOE', 'build_tiny_moe', 'routers', 'moe_tokenizer', 'RouterCapture', 'all_reduce_sum', 'world_size',
+           'BalanceState', 'SingleTaskSampler', 'RoutingLog', 'MoESFTTrainer', 'moe_args', 'balance_state',
+           'heldout_routing', 'routing_summary', 'train_moe', 'heldout_result', 'moe_tasks', 'moe_data', 'by_task',
+           'ablation_dir', 'moe_run', 'moe_main', 'ablation_plan', 'run_ablation', 'ablation_rows', 'maxvio_curves',
+           'expert_selection', 'paper_claims']
 
 # %% ../nbs/60_moe.ipynb #99ece68e
 TINY_MOE = dict(hidden_size=64, intermediate_size=128, moe_intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
@@ -346,24 +347,6 @@ def by_task(samples:list) -> dict:
     return out
 
 # %% ../nbs/60_moe.ipynb #e7b0e48b
-MOE_VARIANTS = ("none", "micro", "sequence", "global", "z_loss", "variance", "capacity", "global_z")   # the names of `VARIANTS`
-
-def build_parser():
-    "The `magicagent moe` parser (argparse and the profiles only)."
-    p = Parser(prog="magicagent moe", description="Load-balanced MoE SFT (§5): Eq. 14 with a balance variant of Table 6.")
-    add_profile_args(p); p.add_argument("--run-root", default=None, help="where runs/<profile>/ lives (default: the profile's run_root, relative to nbs/)")
-    p.add_argument("--variant", choices=MOE_VARIANTS, default=None, help="default: the profile's moe_variant")
-    p.add_argument("--data", type=existing("file"), default=None, help="a Sample JSONL (default: the run's select/selected.jsonl, else synth/*.jsonl)")
-    p.add_argument("--heldout", type=existing("file"), default=None, help="a Sample JSONL: evaluate the final model's answer loss and routing per task")
-    p.add_argument("--out", type=out_dir, default=None, help="default: runs/<profile>/moe/<variant>-seed<seed>")
-    p.add_argument("--model", default=None, help="default: the profile's moe_model")
-    p.add_argument("--max-steps", type=count(-1), default=None, help="optimiser steps (-1: the epochs decide)")
-    p.add_argument("--no-resume", action="store_true", help="start afresh, clearing --out")
-    p.add_argument("--restart-if-changed", action="store_true", help="resume --out's checkpoints if they are this run's, else start afresh")
-    return p
-
-if "moe" not in COMMANDS: command("moe", "load-balanced MoE SFT (§5)", "magicagent.moe:moe_run")(build_parser)
-
 def ablation_dir(rd:RunDir, variant:str, seed:int) -> Path:
     "Where a variant's run with `seed` lives: `runs/<profile>/moe/<variant>-seed<seed>/`."
     return rd.stage("moe") / f"{variant}-seed{seed}"
@@ -423,9 +406,8 @@ def run_ablation(values:dict,       # profile values
     if workers <= 1:
         for j in jobs: done.append(_ablation_job(j)); bar.update(1)
     else:
-        from magicagent.moe import _ablation_job as job   # by module path: a spawned worker cannot import a notebook's __main__
         with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as ex:
-            for f in as_completed([ex.submit(job, j) for j in jobs]): done.append(f.result()); bar.update(1)
+            for f in as_completed([ex.submit(_library._ablation_job, j) for j in jobs]): done.append(f.result()); bar.update(1)
     bar.close()
     return done
 

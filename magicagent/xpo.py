@@ -10,7 +10,7 @@ import contextlib, json, shutil, sys, time
 from pathlib import Path
 import torch
 from .core import RunDir, derive_seed, read_jsonl, rng_for, seed_everything, write_json, write_jsonl
-from .profiles import mixed_precision, profile_values, run_dir, typed
+from .profiles import mixed_precision, run_dir, typed
 from .rl import PolicyBatch, group_advantages, rl_loss, term, token_entropy, token_logprobs, token_mean
 from .models import load_causal_lm
 from .training import load_policy
@@ -22,7 +22,7 @@ from .cli import entry, fail
 __all__ = ['METHODS', 'METHOD_NAMES', 'entropy_term', 'smoothing_penalty', 'smooth_term', 'ib_term', 'method_coefs',
            'term_settings', 'EntropyReference', 'pack_turns', 'answer_logits', 'xpo_step', 'evaluate_success',
            'xpo_config', 'autocast', 'train_xpo', 'online_data', 'warm_values', 'run_experiment', 'table5_rows',
-           'curve_rows', 'warm_command', 'build_parser', 'xpo_run', 'xpo_main']
+           'curve_rows', 'warm_command', 'xpo_run', 'xpo_main']
 
 # %% ../nbs/51_xpo.ipynb #c9072bcf
 @term("entropy")
@@ -360,18 +360,6 @@ def warm_command(values:dict, rd:RunDir, start:str) -> str:
     return (f"magicagent sft --profile {values.get('profile', 'smoke')} --run-root {rd.root.parent} --data {root / 'expert.jsonl'} "
             f"--model {start} --out {root / 'warm'} {sets}")
 
-def build_parser():
-    "The arguments of `magicagent xpo` (argparse and the profile options only)."
-    from magicagent.cli import Parser, count
-    from magicagent.profiles import add_profile_args
-    p = Parser(prog="magicagent xpo", description="Online RL in text environments: GRPO, EPO-like and X²PO from one warm start (§4.2.3).")
-    add_profile_args(p); p.add_argument("--run-root", default=None, help="where runs/<profile>/ lives (default: the profile's run_root, relative to nbs/)")
-    p.add_argument("--model", default=None, help="the start policy (default: runs/<profile>/xpo/warm/final)")
-    p.add_argument("--method", dest="methods", action="append", choices=("grpo", "epo", "x2po"), default=None, help="a method to run (repeatable; default: xpo_methods)")
-    p.add_argument("--seeds", type=count(1), default=None, help="seeds per method (default: xpo_seeds)")
-    p.add_argument("--steps", type=count(1), default=None, help="RL steps per run (default: xpo_steps)")
-    return p
-
 def xpo_run(a) -> int:
     "`magicagent xpo` with parsed arguments (`a.values`: the profile with its --set values)."
     values = dict(a.values)
@@ -394,9 +382,4 @@ def xpo_run(a) -> int:
 
 def xpo_main(argv:list|None=None) -> int:
     "Entry point of `magicagent xpo --profile NAME [--model DIR] [--method M]… [--seeds N] [--steps N] [--set KEY=VALUE]…`."
-    p = build_parser()
-    try: a = p.parse_args(argv)
-    except SystemExit as e: return int(e.code or 0)
-    try: a.values = profile_values(a)
-    except (ValueError, FileNotFoundError) as e: return fail("xpo", e)
-    return xpo_run(a)
+    return entry("xpo", xpo_run, argv)

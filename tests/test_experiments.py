@@ -29,14 +29,15 @@ def fixture_results(rd:RunDir, seed:int=0):
                         for t in ("decomposition", "mean of tasks")],
         "offline_rl": [{"series": s, "step": i, "value": r.random()} for s in ("reward", "kl") for i in range(1, 6)],
         "table5": [{"method": m, "seed": s, "split": sp, "succ_star": r.random(), "succ": r.random()}
-                   for m in ("grpo", "epo", "x2po") for s in range(3) for sp in ("iid", "ood")],
-        "xpo_curves": [{"method": m, "seed": 0, "series": s, "step": i, "value": r.random() + (1 if s == "think_entropy" else 0.1)}
-                       for m in ("grpo", "x2po") for s in ("think_entropy", "action_entropy", "reward") for i in range(1, 8)],
+                   for m in ("grpo", "epo", "x2po") for s in range(3) for sp in ("id", "ood")],
+        "figure8": [{"method": m, "seed": 0, "step": i, "reward": r.random(), "success": r.random(), "think_entropy": 1 + r.random(),
+                     "action_entropy": 0.1 * r.random(), "id_success": None, "ood_success": None} for m in ("grpo", "x2po") for i in range(1, 8)],
         "table6": [{"variant": v, "seed": s, "maxvio": r.random(), "mi_bits": r.random(), "heldout_loss": 2 + r.random()}
                    for v in X.MOE_ORDER for s in range(2)],
-        "moe_curves": [{"variant": v, "seed": s, "series": "maxvio", "step": i, "value": 0.1 + r.random()} for v in X.MOE_ORDER for s in range(2) for i in range(5)],
-        "moe_experts": [{"variant": v, "task": t, "layer": 0, "expert": e, "count": r.randrange(100)}
-                        for v in ("micro", "global") for t in ("scheduling", "orchestration") for e in range(4)],
+        "figure9_maxvio": [{"variant": v, "seed": s, "step": i, "maxvio": 0.1 + r.random(), "maxvio_layers": [0.1, 0.2]}
+                           for v in X.MOE_ORDER for s in range(2) for i in range(5)],
+        "figure10_experts": [{"variant": v, "seed": 0, "task": t, "layer": 0, "counts": [r.randrange(100) for _ in range(4)]}
+                             for v in ("micro", "global") for t in ("scheduling", "orchestration")],
         "novelsum_scaling": [{"n": 1000, "k": 100, "device": "cpu", "seconds": 1.0, "peak_mb": 300, "projected": False},
                              {"n": 200000, "k": 10000, "device": "cuda", "seconds": 3600, "peak_mb": 20000, "projected": True}],
     }
@@ -57,7 +58,7 @@ def test_every_section_builds_from_fixture_files(tmp_path):
         assert title in md
     assert "**The paper**" in md and "**This run** (profile `smoke`" in md
     t5 = next(s for s in secs if s.title.startswith("Table 5")).text[1]        # ours: mean over three seeds
-    want = 100 * sum(x["succ_star"] for x in rows["table5"] if x["method"] == "x2po" and x["split"] == "iid") / 3
+    want = 100 * sum(x["succ_star"] for x in rows["table5"] if x["method"] == "x2po" and x["split"] == "id") / 3
     assert f"| x2po | 3 | {want:.1f} |" in t5
 
 

@@ -5,7 +5,7 @@ import torch
 
 pytest.importorskip("textworld")
 from magicagent.rl import PolicyBatch, TERMS, grpo_coefs, rl_loss
-from magicagent.xpo import (EntropyReference, METHODS, answer_logits, build_parser, method_coefs, pack_turns, smoothing_penalty,
+from magicagent.xpo import (EntropyReference, METHODS, answer_logits, method_coefs, pack_turns, smoothing_penalty,
                             table5_rows, term_settings, xpo_main, xpo_step, warm_values)
 from magicagent.envs import Episode, Turn, small_policy, word_tokenizer, chat_ids
 
@@ -179,7 +179,8 @@ def test_cli_errors_are_one_line(capsys):
     assert "unknown profile 'nope'" in capsys.readouterr().err
     assert xpo_main(["--profile", "smoke", "--set", "no_such_key=1"]) == 2
     assert xpo_main(["--method", "ppo"]) == 2
-    assert build_parser().parse_args(["--profile", "cpu", "--method", "grpo", "--method", "x2po"]).methods == ["grpo", "x2po"]
+    from magicagent.cli import parse
+    assert parse("xpo", ["--profile", "cpu", "--method", "grpo", "--method", "x2po"]).methods == ["grpo", "x2po"]
 
 
 def test_full_profile_launch_command_dry_run(tmp_path, monkeypatch, capsys):
@@ -194,8 +195,7 @@ def test_full_profile_launch_command_dry_run(tmp_path, monkeypatch, capsys):
     assert cmd[cmd.index("-m") + 1].startswith("magicagent.") and cmd[cmd.index("-m") + 2] == "xpo"
     argv = cmd[cmd.index("-m") + 3:] + ["--run-root", str(tmp_path), "--set", f"alfworld_data={tmp_path / 'alfworld'}"]
     from magicagent import cli
-    if "xpo" in cli.COMMANDS: a = cli.parse("xpo", argv)          # the verb as the command line registers it
-    else: a = build_parser().parse_args(argv); a.values = profile_values(a)
+    a = cli.parse("xpo", argv)          # the verb as the command line registers it
     vals = a.values
     assert vals["xpo_env"] == "alfworld" and vals["xpo_model"] == "Qwen/Qwen2.5-3B-Instruct" and vals["xpo_max_turns"] == 50
     assert vals["xpo_group_size"] == 8 and vals["xpo_games_per_step"] % vals["num_gpus"] == 0 and vals["deepspeed"] is None
