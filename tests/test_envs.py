@@ -170,12 +170,13 @@ def test_rollout_rewards_wins_and_penalises_invalid_answers(games):
     tok = smollm2_tokenizer()
     files = [games["coin"]]
     walk = expert_commands(TextWorldEnv(files), 0)
-    plans = [walk, [None] + walk, [None, None, None]]
-    eps = rollout(_scripted(plans, tok), tok, [TextWorldEnv(files) for _ in plans], [0, 0, 0], max_turns=len(walk) + 1)
+    T = len(walk) + 1                                   # the turn limit: the third episode answers without tags every turn
+    plans = [walk, [None] + walk, [None] * T]
+    eps = rollout(_scripted(plans, tok), tok, [TextWorldEnv(files) for _ in plans], [0, 0, 0], max_turns=T)
     assert [e.won for e in eps] == [True, True, False]
     assert eps[0].reward == WIN_REWARD and abs(eps[1].reward - (WIN_REWARD - INVALID_PENALTY)) < 1e-9
     assert eps[1].turns[0].action is None and len(eps[1].history) == len(walk)          # the invalid turn stepped nothing
-    assert len(eps[2].turns) == 3 and abs(eps[2].reward + 3 * INVALID_PENALTY) < 1e-9
+    assert len(eps[2].turns) == T and abs(eps[2].reward + T * INVALID_PENALTY) < 1e-9 and eps[2].history == []
     assert all(any(t.think) for t in eps[0].turns)
 
 
