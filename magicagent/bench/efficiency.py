@@ -119,6 +119,7 @@ def measure_efficiency(model:str,                    # registry name, hub id or 
     def run(url, name):
         cmd = perf_command(python, url, name, mdir, list(concurrency), input_tokens, output_tokens, requests_per_level, out_dir / "evalscope")
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+        env.pop("TQDM_DISABLE", None)       # EvalScope's tqdm wrapper reads attributes a disabled tqdm never sets
         r = subprocess.run(cmd, capture_output=True, text=True, env=env)
         (out_dir / "evalscope.log").write_text(r.stdout + r.stderr)
         if r.returncode: raise RuntimeError(f"evalscope perf failed (code {r.returncode}); see {out_dir / 'evalscope.log'}")
