@@ -101,3 +101,19 @@ def test_argument_errors_answer_without_torch(argv):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.stdout.split() == ["2", "False"], (r.stdout, r.stderr)
     assert r.stderr.startswith(f"magicagent {argv[0]}: error:") and "Traceback" not in r.stderr
+
+
+def test_the_readme_lists_every_notebook_with_its_module():
+    "The README's table (from nbs/index.ipynb) names each numbered notebook and the module it exports, so it cannot drift."
+    import re
+    root = PKG.parent
+    readme = (root / "README.md").read_text()
+    rows = dict(re.findall(r"^\|[^|]*\| `(\d\d_\w+)` \| `([\w.]+)` \|$", readme, re.M))
+    missing = []
+    for nb in sorted((root / "nbs").glob("[0-9][0-9]_*.ipynb")):
+        cells = json.loads(nb.read_text())["cells"]
+        exp = next((m.group(1) for c in cells if c["cell_type"] == "code"
+                    for m in [re.search(r"#\|\s*default_exp\s+(\S+)", "".join(c["source"]))] if m), None)
+        want = "magicagent." + exp.removesuffix(".__init__") if exp else None
+        if rows.get(nb.stem) != want: missing.append(f"{nb.stem}: README says {rows.get(nb.stem)}, exports {want}")
+    assert not missing, missing
