@@ -149,9 +149,13 @@ def _two_rank_worker(out:str):
 def test_global_balance_across_two_processes_equals_one_process(tmp_path):
     "Two gloo ranks holding 11 and 22 real tokens: all-reduced counts and the DDP-averaged gradient equal one process's on the concatenated batch."
     out = tmp_path / "two_ranks.json"
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", __file__, str(out)],
+    import socket
+    with socket.socket() as s: s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
+    # loopback only: gloo otherwise resolves the host name to pick its interface
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
+                        "--master_addr", "127.0.0.1", "--master_port", str(port), __file__, str(out)],
                        capture_output=True, text=True, timeout=600, cwd=ROOT,
-                       env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)})
+                       env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "GLOO_SOCKET_IFNAME": "lo"})
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads(out.read_text())
     assert res["counts"] == res["single_counts"] and sum(res["counts"]) == (7 + 4 + 13 + 9) * 2
@@ -311,6 +315,6 @@ def test_full_profile_moe_launch_and_deepspeed_config_dry_run(tmp_path):
 
 
 if __name__ == "__main__":           # the two-process worker, under torchrun
-    import faulthandler; faulthandler.dump_traceback_later(150, exit=True)
+    import faulthandler; faulthandler.dump_traceback_later(300, exit=True)
     _two_rank_worker(sys.argv[1])
     print("worker done", flush=True)

@@ -78,3 +78,20 @@ def test_records_carry_no_machine_paths_and_no_noise(profile):
         raw = outputs_text(json.loads(rec.read_text()), rendered=False)
         bad += [f"{rec.name}: a table printed as raw text" for line in raw.splitlines() if re.match(r"^\|\s*:?-{3,}", line.strip())][:1]
     assert not bad, bad[:20]
+
+
+def test_a_smoke_run_prints_no_noise_and_renders_its_tables(tmp_path):
+    "A real `magicagent run --profile smoke` over notebooks that train with TRL, write tables and read results: the terminal and the records stay quiet."
+    import shutil, sys
+    shutil.copytree(ROOT / "nbs", tmp_path / "nbs"); shutil.copy(ROOT / "settings.ini", tmp_path / "settings.ini")
+    only = ["00_core", "41_rl", "59_moe_losses", "80_experiments"]
+    r = subprocess.run([sys.executable, "-m", "magicagent.cli", "run", "--profile", "smoke", "--nbs", str(tmp_path / "nbs"), "--only", *only],
+                       capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    said = r.stdout + r.stderr
+    assert not [n for n in NOISE + ("Traceback", "Warning:") if n in said], said[-3000:]
+    for name in only:
+        nb = json.loads((tmp_path / "papermill_runs" / "smoke" / f"{name}.ipynb").read_text())
+        text, raw = outputs_text(nb), outputs_text(nb, rendered=False)
+        assert not [n for n in NOISE if n in text], name
+        assert not [l for l in raw.splitlines() if re.match(r"^\|\s*:?-{3,}", l.strip())], f"{name}: a table printed as raw text"
