@@ -6,7 +6,7 @@ Docs: https://magicagent.github.io/magicagent/pipeline.html.md"""
 
 # %% ../nbs/90_pipeline.ipynb #203a47a7
 from __future__ import annotations
-import contextlib, hashlib, importlib, json, logging, os, shlex, subprocess, sys, tempfile, time
+import contextlib, hashlib, importlib, json, logging, os, shlex, shutil, subprocess, sys, tempfile, time
 from pathlib import Path
 import papermill as pm
 from jupyter_client.manager import AsyncKernelManager
@@ -19,8 +19,8 @@ from .cli import COMMANDS, entry, fail, main, parse
 # %% auto #0
 __all__ = ['KERNEL_ENV', 'STAGES', 'list_notebooks', 'select_notebooks', 'NotebookFailed', 'declared_parameters',
            'quiet_zmq_tracebacks', 'IPCKernelManager', 'kernel_env', 'execute_notebook', 'git_state', 'read_status',
-           'write_status', 'run_pipeline', 'launch_command', 'stream', 'stage_sets', 'run_stage', 'sbatch_script',
-           'render_readme', 'run_cmd', 'run_main', 'profiles_cmd', 'readme_cmd']
+           'copy_results', 'write_status', 'run_pipeline', 'launch_command', 'stream', 'stage_sets', 'run_stage',
+           'sbatch_script', 'render_readme', 'run_cmd', 'run_main', 'profiles_cmd', 'readme_cmd']
 
 # %% ../nbs/90_pipeline.ipynb #8ae8e92b
 def list_notebooks(nbs_dir:str|Path) -> list:
@@ -157,6 +157,14 @@ def read_status(out_dir:Path, names:list) -> dict:
     except (FileNotFoundError, json.JSONDecodeError, AttributeError): return {}
     return {n: v for n, v in old.items() if n in names and isinstance(v, dict)}
 
+def copy_results(run_dir:Path, out_dir:Path) -> list:
+    "Copy the run's `results/*.json` beside the record (`out_dir/results/`), where a reader and the report find them; the names copied."
+    src, dst = Path(run_dir) / "results", Path(out_dir) / "results"
+    files = sorted(src.glob("*.json")) if src.is_dir() else []
+    if files: dst.mkdir(parents=True, exist_ok=True)
+    for f in files: shutil.copyfile(f, dst / f.name)
+    return [f.name for f in files]
+
 def write_status(out_dir:Path, profile:str, values:dict, record:dict):
     "Write `status.json`: the profile, its values, and per notebook its status, wall time and commit."
     done = [v for v in record.values() if v.get("status") == "completed"]
@@ -211,6 +219,7 @@ def run_pipeline(profile:str="smoke",      # a profile of settings.ini
             record[name] = {"status": "failed", **state}; write_status(out_dir, profile, values, record); raise
         secs = json.loads(out.read_text())["metadata"]["magicagent"]["seconds"]
         record[name] = {"status": "completed", "seconds": secs, **state}
+        copy_results(run_dir, out_dir)
         write_status(out_dir, profile, values, record)
         status[name], upstream_ran = "ran", True
     write_status(out_dir, profile, values, record)

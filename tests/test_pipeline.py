@@ -159,3 +159,11 @@ def test_a_zmq_callback_error_is_one_line(capsys):
     err = capsys.readouterr().err
     assert "Uncaught exception in ZMQStream callback\n" in err and err.count("Traceback") == 1 and "ValueError: other" in err
     assert sum(f is not None for f in log.filters) == 1
+
+
+def test_results_are_copied_beside_the_record(project):
+    nb(project / "nbs/30_writes.ipynb", "from pathlib import Path\nd = Path('../runs/smoke/results'); d.mkdir(parents=True, exist_ok=True)\n"
+                                        "(d / 'table9.json').write_text('[{\"x\": %d}]' % x)")
+    r = cli("run", "--nbs", str(project / "nbs"), "--only", "30")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((project / "papermill_runs/smoke/results/table9.json").read_text()) == [{"x": 2}]
