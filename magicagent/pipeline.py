@@ -109,7 +109,8 @@ def kernel_env(extra:dict|None=None):
 def execute_notebook(nb_path:Path, out_path:Path, params:dict, cwd:Path, fp:str, log_output:bool=False):
     "Execute one notebook with papermill into `out_path` (atomically); raise `NotebookFailed` naming the cell."
     quiet_zmq_tracebacks()
-    logging.getLogger("papermill").addFilter(_PARAMETERS)
+    for name in ("papermill", "papermill.translators"):          # a logger's filter does not see its children's records
+        logging.getLogger(name).addFilter(_PARAMETERS)
     tmp = out_path.with_name(f".{out_path.name}.running.ipynb")
     t0 = time.time()
     try:

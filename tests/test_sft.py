@@ -158,7 +158,7 @@ def test_full_profile_matches_table8(tmp_path):
     arg = lambda k: cmd[cmd.index(k) + 1]
     assert (arg("--num_processes"), arg("--num_machines"), arg("--mixed_precision")) == ("32", "4", "bf16")
     assert "--use_deepspeed" in cmd and Path(arg("--deepspeed_config_file")) == config_path("zero3")
-    assert cmd[-5:] == ["-m", "magicagent.pipeline", "sft", "--profile", "full"]
+    assert cmd[-5:] == ["-m", "magicagent.cli", "sft", "--profile", "full"]
     ds = json.loads(config_path("zero3").read_text())
     assert ds["zero_optimization"]["stage"] == 3 and ds["bf16"]["enabled"] == "auto"
     assert ds["train_micro_batch_size_per_gpu"] == "auto"        # taken from the SFTConfig below
@@ -195,7 +195,8 @@ def test_mixed_precision_and_sampling_from_the_profile(data, tmp_path, monkeypat
     assert cpu["mixed_precision"] == "fast" and cpu["dtype"] == "float32"
     assert sft.sft_args(cpu, tmp_path)["bf16"] is native
     for has_bf16 in (True, False):      # a CPU with AVX512-BF16/AMX, and one without
-        monkeypatch.setattr(models, "fast_bf16", lambda device=None, v=has_bf16: v)
+        import magicagent.profiles as profiles
+        for mod in (models, profiles): monkeypatch.setattr(mod, "fast_bf16", lambda device=None, v=has_bf16: v)
         kw = sft.sft_args(cpu, tmp_path)
         assert kw["bf16"] is has_bf16 and not kw["fp16"]           # fp32 weights, bf16 autocast only where native
         # `fast` is left to the stage, which resolves it where it trains and pins it over any accelerate setting
