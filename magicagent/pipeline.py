@@ -18,9 +18,10 @@ from .cli import COMMANDS, entry, fail, main, parse
 
 # %% auto #0
 __all__ = ['KERNEL_ENV', 'STAGES', 'list_notebooks', 'select_notebooks', 'NotebookFailed', 'declared_parameters',
-           'quiet_zmq_tracebacks', 'IPCKernelManager', 'kernel_env', 'execute_notebook', 'git_state', 'read_status',
-           'copy_results', 'write_status', 'run_pipeline', 'launch_command', 'stream', 'stage_sets', 'run_stage',
-           'sbatch_script', 'render_readme', 'run_cmd', 'run_main', 'profiles_cmd', 'readme_cmd']
+           'quiet_zmq_tracebacks', 'IPCKernelManager', 'kernel_env', 'portable_outputs', 'execute_notebook',
+           'git_state', 'read_status', 'copy_results', 'write_status', 'run_pipeline', 'launch_command', 'stream',
+           'stage_sets', 'run_stage', 'sbatch_script', 'render_readme', 'run_cmd', 'run_main', 'profiles_cmd',
+           'readme_cmd']
 
 # %% ../nbs/90_pipeline.ipynb #8ae8e92b
 def list_notebooks(nbs_dir:str|Path) -> list:
@@ -106,6 +107,22 @@ def kernel_env(extra:dict|None=None):
             if v is None: os.environ.pop(k, None)
             else: os.environ[k] = v
 
+def portable_outputs(nb:dict, root:Path) -> dict:
+    "The notebook with the machine's paths in its text outputs written portably: the checkout relative, the home `~`, temporary folders `$TMPDIR`."
+    pkg = str(Path(importlib.import_module("magicagent").__file__).resolve().parent.parent) + "/"   # where the package is installed: its files read `magicagent/…`
+    subs = [(str(Path(root).resolve()) + "/", ""), (pkg, ""), (str(Path(root).resolve()), "."), (str(Path.home()) + "/", "~/"),
+            (tempfile.gettempdir().rstrip("/") + "/", "$TMPDIR/")]
+    def fix(v):
+        if isinstance(v, list): return [fix(x) for x in v]
+        for a, b in subs: v = v.replace(a, b)
+        return v
+    for c in nb.get("cells", []):
+        for o in c.get("outputs", []):
+            if "text" in o: o["text"] = fix(o["text"])
+            for k in list((o.get("data") or {})):
+                if k.startswith("text/"): o["data"][k] = fix(o["data"][k])
+    return nb
+
 def execute_notebook(nb_path:Path, out_path:Path, params:dict, cwd:Path, fp:str, log_output:bool=False):
     "Execute one notebook with papermill into `out_path` (atomically); raise `NotebookFailed` naming the cell."
     quiet_zmq_tracebacks()
@@ -135,7 +152,7 @@ def execute_notebook(nb_path:Path, out_path:Path, params:dict, cwd:Path, fp:str,
         raise NotebookFailed(f"notebook {nb_path.name} stopped: {type(e).__name__}: {str(e).strip()[:300]} "
                              f"(a dead kernel is most often out of memory)"
                              + (f"\n  partial output kept in {failed}" if failed.exists() else "")) from None
-    nb = json.loads(tmp.read_text())
+    nb = portable_outputs(json.loads(tmp.read_text()), Path(cwd).parent)
     nb["metadata"]["magicagent"] = {"fingerprint": fp, "status": "completed", "seconds": round(time.time() - t0, 1)}
     with atomic_open(out_path) as f: json.dump(nb, f, indent=1, ensure_ascii=False); f.write("\n")
     tmp.unlink()

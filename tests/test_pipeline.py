@@ -167,3 +167,15 @@ def test_results_are_copied_beside_the_record(project):
     r = cli("run", "--nbs", str(project / "nbs"), "--only", "30")
     assert r.returncode == 0, r.stderr
     assert json.loads((project / "papermill_runs/smoke/results/table9.json").read_text()) == [{"x": 2}]
+
+
+def test_records_show_portable_paths(tmp_path):
+    import tempfile
+    from magicagent.pipeline import portable_outputs
+    root = tmp_path / "checkout"
+    text = f"config {root}/magicagent/configs/ds_zero3.json, home {Path.home()}/.cache/x, temp {tempfile.gettempdir()}/tmpab12/f.jsonl"
+    nb = {"cells": [{"cell_type": "code", "outputs": [{"output_type": "stream", "name": "stdout", "text": [text]},
+                                                       {"output_type": "display_data", "data": {"text/markdown": text, "image/png": "iVBOR"}}]}]}
+    out = portable_outputs(nb, root)["cells"][0]["outputs"]
+    want = "config magicagent/configs/ds_zero3.json, home ~/.cache/x, temp $TMPDIR/tmpab12/f.jsonl"
+    assert out[0]["text"] == [want] and out[1]["data"]["text/markdown"] == want and out[1]["data"]["image/png"] == "iVBOR"
