@@ -42,7 +42,7 @@ by_task = defaultdict(list)
 for (t, n), c in zip(rows, cut): by_task[t].append(c)
 in_order, grouped = padded(cut, args.batch_size), padded(sorted(cut), args.batch_size)
 report = {
-    "data": "/".join(data.resolve().parts[-4:]),     # runs/<profile>/select/selected.jsonl, without the machine's path "records": len(rows), "batch_size": args.batch_size, "max_seq_length": args.max_seq_length,
+    "data": "/".join(data.resolve().parts[-4:]), "records": len(rows), "batch_size": args.batch_size, "max_seq_length": args.max_seq_length,
     "truncated": sum(n > args.max_seq_length for _, n in rows),
     "tokens": sum(cut), "padded_tokens_in_order": in_order, "padded_tokens_by_length": grouped,
     "padding_share_in_order": round(1 - sum(cut) / in_order, 3), "padding_share_by_length": round(1 - sum(cut) / grouped, 3),
