@@ -22,13 +22,13 @@ ap.add_argument("--out", default=None)
 args = ap.parse_args()
 
 from magicagent.core import read_jsonl
-from magicagent.models import smollm2_tokenizer
+from magicagent.models import smollm2_tokenizer, chat_lengths
 
 data = Path(args.data)
 if not data.is_file(): raise SystemExit(f"--data {data}: no such file")
 tok = smollm2_tokenizer()
-n_tokens = lambda msgs: len(tok(tok.apply_chat_template(msgs, tokenize=False), add_special_tokens=False)["input_ids"])
-rows = [(s.task, n_tokens(s.messages)) for s in read_jsonl(data, as_sample=True)]
+records = list(read_jsonl(data, as_sample=True))
+rows = list(zip((s.task for s in records), chat_lengths(records, tok)))
 if not rows: raise SystemExit(f"--data {data}: no records")
 cut = [min(n, args.max_seq_length) for _, n in rows]
 
