@@ -17,11 +17,11 @@ from .profiles import (find_settings, load_profile, profile_names, set_values, c
 from .cli import COMMANDS, entry, fail, main, parse
 
 # %% auto #0
-__all__ = ['KERNEL_ENV', 'STAGES', 'list_notebooks', 'select_notebooks', 'NotebookFailed', 'declared_parameters',
-           'quiet_zmq_tracebacks', 'IPCKernelManager', 'kernel_env', 'portable_outputs', 'execute_notebook',
-           'git_state', 'read_status', 'copy_results', 'write_status', 'run_pipeline', 'launch_command', 'stream',
-           'stage_sets', 'run_stage', 'sbatch_script', 'render_readme', 'run_cmd', 'run_main', 'profiles_cmd',
-           'readme_cmd']
+__all__ = ['KERNEL_ENV', 'STAGES', 'SECTIONS', 'list_notebooks', 'select_notebooks', 'NotebookFailed', 'declared_parameters',
+           'quiet_zmq_tracebacks', 'IPCKernelManager', 'kernel_env', 'portable_outputs', 'PeakMemory',
+           'execute_notebook', 'git_state', 'read_status', 'copy_results', 'write_status', 'run_pipeline',
+           'launch_command', 'stream', 'stage_sets', 'run_stage', 'sbatch_script', 'record_summary', 'render_readme',
+           'run_cmd', 'run_main', 'profiles_cmd', 'readme_cmd']
 
 # %% ../nbs/90_pipeline.ipynb #8ae8e92b
 def list_notebooks(nbs_dir:str|Path) -> list:
@@ -123,6 +123,24 @@ def portable_outputs(nb:dict, root:Path) -> dict:
                 if k.startswith("text/"): o["data"][k] = fix(o["data"][k])
     return nb
 
+class PeakMemory:
+    "Sample, every `every` seconds in a thread, the summed resident memory of this process's descendants (a notebook's kernel and what it starts); `.peak` in bytes."
+    def __init__(self, every:float=0.5): self.every, self.peak, self._stop = every, 0, None
+    def sample(self) -> int:
+        import psutil
+        total = 0
+        for p in psutil.Process().children(recursive=True):
+            try: total += p.memory_info().rss
+            except (psutil.NoSuchProcess, psutil.AccessDenied): pass
+        self.peak = max(self.peak, total); return total
+    def __enter__(self):
+        import threading
+        self._stop = threading.Event()
+        def loop():
+            while not self._stop.wait(self.every): self.sample()
+        self._thread = threading.Thread(target=loop, daemon=True); self._thread.start(); return self
+    def __exit__(self, *exc): self._stop.set(); self._thread.join()
+
 def execute_notebook(nb_path:Path, out_path:Path, params:dict, cwd:Path, fp:str, log_output:bool=False):
     "Execute one notebook with papermill into `out_path` (atomically); raise `NotebookFailed` naming the cell."
     quiet_zmq_tracebacks()
@@ -131,7 +149,7 @@ def execute_notebook(nb_path:Path, out_path:Path, params:dict, cwd:Path, fp:str,
     tmp = out_path.with_name(f".{out_path.name}.running.ipynb")
     t0 = time.time()
     try:
-        with tempfile.TemporaryDirectory(prefix="mk-") as rt, kernel_env({"JUPYTER_RUNTIME_DIR": rt}):   # the IPC sockets live there
+        with tempfile.TemporaryDirectory(prefix="mk-") as rt, kernel_env({"JUPYTER_RUNTIME_DIR": rt}), PeakMemory() as mem:   # the IPC sockets live there
             pm.execute_notebook(str(nb_path), str(tmp), parameters=params, cwd=str(cwd), kernel_name="python3", language="python",
                                 progress_bar=False, log_output=log_output, report_mode=False, kernel_manager_class=IPCKernelManager)
     except pm.PapermillExecutionError as e:
@@ -153,7 +171,8 @@ def execute_notebook(nb_path:Path, out_path:Path, params:dict, cwd:Path, fp:str,
                              f"(a dead kernel is most often out of memory)"
                              + (f"\n  partial output kept in {failed}" if failed.exists() else "")) from None
     nb = portable_outputs(json.loads(tmp.read_text()), Path(cwd).parent)
-    nb["metadata"]["magicagent"] = {"fingerprint": fp, "status": "completed", "seconds": round(time.time() - t0, 1)}
+    nb["metadata"]["magicagent"] = {"fingerprint": fp, "status": "completed", "seconds": round(time.time() - t0, 1),
+                                    "peak_gib": round(mem.peak / 2**30, 2)}
     with atomic_open(out_path) as f: json.dump(nb, f, indent=1, ensure_ascii=False); f.write("\n")
     tmp.unlink()
     failed = out_path.with_name(out_path.stem + ".failed.ipynb")
@@ -184,10 +203,11 @@ def copy_results(run_dir:Path, out_dir:Path) -> list:
     return [f.name for f in files]
 
 def write_status(out_dir:Path, profile:str, values:dict, record:dict):
-    "Write `status.json`: the profile, its values, and per notebook its status, wall time and commit."
+    "Write `status.json`: the profile, its values, and per notebook its status, wall time, peak memory and commit."
     done = [v for v in record.values() if v.get("status") == "completed"]
     write_json(Path(out_dir) / "status.json", {"profile": profile, "params": values, "notebooks": dict(sorted(record.items())),
                                                "total_seconds": round(sum(v.get("seconds", 0) for v in done), 1),
+                                               "peak_gib": max((v["peak_gib"] for v in done if v.get("peak_gib") is not None), default=None),
                                                "commits": sorted({v.get("commit") or "" for v in done})})
 
 # %% ../nbs/90_pipeline.ipynb #8d7a550f
@@ -235,8 +255,8 @@ def run_pipeline(profile:str="smoke",      # a profile of settings.ini
         try: execute_notebook(nbs_dir / f"{name}.ipynb", out, mine[name], nbs_dir, fps[name])
         except NotebookFailed:
             record[name] = {"status": "failed", **state}; write_status(out_dir, profile, values, record); raise
-        secs = json.loads(out.read_text())["metadata"]["magicagent"]["seconds"]
-        record[name] = {"status": "completed", "seconds": secs, **state}
+        meta = json.loads(out.read_text())["metadata"]["magicagent"]
+        record[name] = {"status": "completed", "seconds": meta["seconds"], "peak_gib": meta.get("peak_gib"), **state}
         copy_results(run_dir, out_dir)
         write_status(out_dir, profile, values, record)
         status[name], upstream_ran = "ran", True
@@ -321,11 +341,63 @@ def sbatch_script(stage:str, values:dict) -> str:
                        command=" ".join(c if c.startswith("${") else shlex.quote(c) for c in cmd))
 
 # %% ../nbs/90_pipeline.ipynb #cb5ebfca
+SECTIONS = [("synthesis and the modules it uses (§3)", 0, 18), ("NovelSum selection (§4.1)", 19, 20), ("SFT (§4.1)", 29, 30),
+            ("base-model evaluation, scorers, reward, RL objective", 31, 41), ("GRPO, then the SFT and GRPO evaluations (§4.2.2)", 42, 49),
+            ("environments and X²PO (§4.2.3)", 50, 58), ("load-balanced MoE (§5, §6.4)", 59, 69), ("public benchmarks (§6.1)", 70, 79),
+            ("report and pipeline (§6)", 80, 99)]
+
+def _rows(d:Path, name:str) -> list:
+    try: return json.loads((d / "results" / f"{name}.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError): return []
+
+def record_summary(rec_dir:str|Path) -> str:
+    "Markdown of a committed record: its commit, the time and peak memory per section, and its headline results (read from the record's files)."
+    rec_dir = Path(rec_dir)
+    try: st = json.loads((rec_dir / "status.json").read_text())
+    except FileNotFoundError: return f"*No record in `{rec_dir.name}/` yet.*"
+    nbs = {k: v for k, v in st["notebooks"].items() if v.get("status") == "completed"}
+    gib = lambda v: f"{v:.1f}" if v is not None else "n/a"
+    peak = lambda vs: max((v["peak_gib"] for v in vs if v.get("peak_gib") is not None), default=None)
+    pk = peak(nbs.values())
+    out = [f"Commit `{', '.join(c[:7] for c in st.get('commits', [])) or 'unknown'}`; {len(nbs)} notebooks, "
+           f"**{st['total_seconds'] / 60:.0f} minutes** in all (the sum of the notebooks' wall times), "
+           + (f"peak memory **{pk:.1f} GiB** (the kernel and the processes it starts, resident)." if pk is not None else "peak memory not recorded."), "",
+           "| section | notebooks | minutes | peak GiB |", "|---|---|---:|---:|"]
+    for title, lo, hi in SECTIONS:
+        vs = {k: v for k, v in nbs.items() if k[:2].isdigit() and lo <= int(k[:2]) <= hi}
+        if vs: out.append(f"| {title} | {min(vs)[:2]}–{max(vs)[:2]} | {sum(v['seconds'] for v in vs.values()) / 60:.1f} | {gib(peak(vs.values()))} |")
+    held = {(r["label"], r["task"]): r["reward"] for r in _rows(rec_dir, "heldout") if r.get("scenario") == "all"}
+    labels = [l for l in ("base", "sft", "grpo") if any(k[0] == l for k in held)]
+    res = []
+    if labels:
+        mean = {l: sum(v for (m, _), v in held.items() if m == l) / sum(1 for m, _ in held if m == l) for l in labels}
+        res.append("held-out mean reward over the five tasks (format + content, 0–2): " + " → ".join(f"{l} {mean[l]:.3f}" for l in labels))
+    g = [r for r in _rows(rec_dir, "grpo_vs_sft") if r["task"] == "mean of tasks"]
+    if g:
+        g = g[0]; res.append(f"GRPO − SFT, paired over {g['n']} held-out prompts: {g['diff']:+.3f}, {g['level']:.0%} bootstrap interval "
+                             f"[{g['ci_low']:+.3f}, {g['ci_high']:+.3f}]; {g['better']} better, {g['worse']} worse, {g['same']} same")
+    b = {r["model"]: r for r in _rows(rec_dir, "table2") if r["benchmark"] == "bfcl" and r["metric"] == "overall_official"}
+    if b: res.append(f"BFCL-v3 overall ({next(iter(b.values()))['n']} items a model): " + ", ".join(f"{m} {r['value']:.2f}" for m, r in b.items()))
+    t5 = [r for r in _rows(rec_dir, "table5") if r["split"] == "id"]
+    if t5:
+        ms = list(dict.fromkeys(r["method"] for r in t5))
+        res.append("X²PO experiment, in-distribution Succ (mean over seeds): " + ", ".join(
+            f"{m} {sum(r['succ'] for r in t5 if r['method'] == m) / sum(1 for r in t5 if r['method'] == m):.2f}" for m in ms))
+    t6 = _rows(rec_dir, "table6")
+    if t6:
+        vs = list(dict.fromkeys(r["variant"] for r in t6))
+        mv = {v: sum(r["maxvio"] for r in t6 if r["variant"] == v) / sum(1 for r in t6 if r["variant"] == v) for v in vs}
+        res.append("MoE ablation, MaxVio (mean over seeds): " + ", ".join(f"{v} {x:.2f}" for v, x in mv.items()))
+    if res: out += ["", *[f"- {x}" for x in res]]
+    return "\n".join(out)
+
 def render_readme(nbs_dir:str|Path|None=None) -> Path:
-    "Write `README.md` beside `nbs/` from the markdown cells of `nbs/index.ipynb`."
+    "Write `README.md` beside `nbs/` from the markdown cells of `nbs/index.ipynb`; `<!-- record:NAME -->` becomes `record_summary` of `papermill_runs/NAME/`."
+    import re
     nbs_dir = Path(nbs_dir) if nbs_dir else find_nbs_dir()
     cells = json.loads((nbs_dir / "index.ipynb").read_text())["cells"]
     md = ["".join(c["source"]) if isinstance(c["source"], list) else c["source"] for c in cells if c["cell_type"] == "markdown"]
+    md = [re.sub(r"<!-- record:(\w+) -->", lambda m: record_summary(nbs_dir.parent / "papermill_runs" / m.group(1)), x) for x in md]
     out = nbs_dir.parent / "README.md"
     with atomic_open(out) as f: f.write("\n\n".join(x.strip() for x in md) + "\n")
     return out

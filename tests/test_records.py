@@ -95,3 +95,13 @@ def test_a_smoke_run_prints_no_noise_and_renders_its_tables(tmp_path):
         text, raw = outputs_text(nb), outputs_text(nb, rendered=False)
         assert not [n for n in NOISE if n in text], name
         assert not [l for l in raw.splitlines() if re.match(r"^\|\s*:?-{3,}", l.strip())], f"{name}: a table printed as raw text"
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_the_readme_states_the_records_numbers(profile):
+    "The README's summary of a committed record (`<!-- record:NAME -->` in nbs/index.ipynb) is rendered from that record's files, so it cannot drift from them."
+    from magicagent.pipeline import record_summary
+    index = (ROOT / "nbs" / "index.ipynb").read_text()
+    if f"<!-- record:{profile} -->" not in index: pytest.skip(f"nbs/index.ipynb does not summarise the {profile} record")
+    summary = record_summary(ROOT / "papermill_runs" / profile)
+    assert summary in (ROOT / "README.md").read_text(), "README.md is older than the record: run `magicagent readme`"

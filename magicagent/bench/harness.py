@@ -143,6 +143,8 @@ def bench_run(a) -> int:
         out = Path(a.out) if a.out else run_dir(vals, a.run_root).eval_dir(a.name or eval_name(a.model))
         per = {"bfcl": "bench_bfcl_per_category", "bfcl_multi_turn": "bench_bfcl_multi_turn"}.get(a.benchmark)
         limit = a.limit if a.limit is not None else ((typed(vals, per, int, 0) or None) if per else None)
+        if limit is not None and limit < 0:
+            raise ValueError(f"{per} = {limit} in this profile (no entry drawn); pass --limit N")
         common = dict(seed=typed(vals, "seed", int, 0), backend=a.backend or vals.get("backend") or "transformers", base_url=a.base_url,
                       max_new_tokens=a.max_new_tokens or typed(vals, "bench_max_new_tokens", int, 256), dtype=vals.get("eval_dtype"),
                       progress=not a.no_progress)
